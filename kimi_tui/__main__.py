@@ -1,0 +1,3 @@
+from kimi_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The event protocol between stage workers and everything that watches them.
+
+A worker appends one JSON object per line to ``events.jsonl`` in its run
+directory (path in ``$KIMI_TUI_EVENTS``); readers (``kimi-tui status``, the TUI)
+tail it. JSON lines survive a crash: a reader ignores a truncated last line.
+Standard library only, because workers of the kimi-audio engine run under the
+user's own interpreter, which may lack kimi-tui's dependencies.
+
+Event types: ``progress`` (step, total), ``metric`` (step + named values such as
+loss, learning_rate), ``artifact`` (kind, path), ``stage`` (a phase begins),
+``error`` (message), ``note`` (message).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+EVENTS_ENV = "KIMI_TUI_EVENTS"
+
+
+class EventWriter:
+    """Appends events; a no-op when the worker runs by hand without a run dir."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        if path is None:
+            path = os.environ.get(EVENTS_ENV) or None
+        self.path = Path(path) if path else None
+
+    def emit(self, type: str, **fields: Any) -> None:
+        if self.path is None:
+            return
+        record = {"t": round(time.time(), 3), "type": type, **fields}
+        line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+        # One write per line with O_APPEND: concurrent writers never interleave a line.
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def progress(self, step: int, total: int, **fields: Any) -> None:
+        self.emit("progress", step=step, total=total, **fields)
+
+    def metric(self, step: int, **values: Any) -> None:
+        self.emit("metric", step=step, **values)
+
+    def artifact(self, kind: str, path: str | os.PathLike[str], **fields: Any) -> None:
+        self.emit("artifact", kind=kind, path=str(path), **fields)
+
+    def note(self, message: str, **fields: Any) -> None:
+        self.emit("note", message=message, **fields)
+
+    def error(self, message: str, **fields: Any) -> None:
+        self.emit("error", message=message, **fields)
+
+
+def read_events(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """Yield complete events; a truncated or garbled line (a killed writer) is skipped."""
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    return
+                try:
+                    record = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and "type" in record:
+                    yield record
+    except FileNotFoundError:
+        return

@@ -1,0 +1,73 @@
+"""Engines turn (stage, project) into a StagePlan: argv, env, cwd, inputs, outputs.
+
+Plans are computed when a stage starts (the train plan needs the prepared data's
+size, the evaluate plan the checkpoints that exist), and are complete: the run
+directory's command.sh reproduces the stage by hand. Engines never run anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from kimi_tui.errors import KimiTuiError
+
+STAGES = ("prepare", "extract", "convert", "train", "export", "evaluate")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Optimizer steps and the save policy, computed as the HF Trainer will count them."""
+
+    n_samples: int
+    steps_per_epoch: int
+    total_steps: int
+    save_steps: int
+    checkpoint_steps: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        return {
+            "n_samples": self.n_samples,
+            "steps_per_epoch": self.steps_per_epoch,
+            "total_steps": self.total_steps,
+            "save_steps": self.save_steps,
+            "checkpoint_steps": list(self.checkpoint_steps),
+        }
+
+
+def compute_schedule(
+    n_samples: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    gradient_accumulation_steps: int,
+    num_gpus: int = 1,
+    save_steps: int | str = "auto",
+) -> Schedule:
+    """Steps per epoch = ceil(ceil(N / (batch x GPUs)) / accumulation), as transformers counts them.
+
+    The "auto" save policy saves three times over the run (at least every step
+    for very short runs), so every run leaves at least two checkpoints and the
+    final model: the seed report's "save_steps 1000 on a 30-step run saved
+    nothing" cannot happen.
+    """
+    if n_samples < 1:
+        raise KimiTuiError("no training samples: run prepare and fix the errors it reports")
+    batches = math.ceil(n_samples / (batch_size * num_gpus))
+    per_epoch = max(1, math.ceil(batches / gradient_accumulation_steps))
+    total = per_epoch * epochs
+    every = max(1, total // 3) if save_steps == "auto" else int(save_steps)
+    steps = tuple(range(every, total + 1, every))
+    return Schedule(n_samples, per_epoch, total, every, steps)
+
+
+def get_engine(name: str):
+    if name == "whisper":
+        from kimi_tui.engines.whisper import WhisperEngine
+
+        return WhisperEngine()
+    if name == "kimi-audio":
+        raise KimiTuiError(
+            "engine 'kimi-audio' is not available yet in this version; use engine.name = \"whisper\""
+        )
+    raise KimiTuiError(f"unknown engine {name!r}: use 'whisper' or 'kimi-audio'")

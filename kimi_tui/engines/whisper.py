@@ -1,0 +1,213 @@
+"""The whisper engine: the Kimi-Audio pipeline's shape on a Hugging Face Whisper model.
+
+It runs every stage on a CPU in minutes with the "tiny" model (built from a
+config and the training transcripts' characters, no download), which is what
+makes the pipeline testable end to end, and it drives any pretrained Whisper
+folder on disk (what users compare Kimi-Audio against) on CUDA when present.
+All heavy work happens in kimi_tui.workers.whisper_worker.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from kimi_tui.checkpoints import list_checkpoints
+from kimi_tui.engines import STAGES, Schedule, compute_schedule
+from kimi_tui.errors import KimiTuiError
+from kimi_tui.project import Project
+from kimi_tui.runs import StagePlan
+
+WORKER = [sys.executable, "-m", "kimi_tui.workers.whisper_worker"]
+OFFLINE_ENV = {
+    # Never reach for a hub: an offline box would hang or download gigabytes.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def count_lines(path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+class WhisperEngine:
+    name = "whisper"
+    stages = STAGES
+
+    def model_source(self, project: Project) -> str:
+        model = project.config.engine.model
+        if model == "tiny":
+            return "tiny"
+        path = project.path(model)
+        if path is None or not (path / "config.json").is_file():
+            raise KimiTuiError(
+                f"kimi-tui.toml [engine] model = {model!r}: not 'tiny' and not a folder holding a "
+                "Whisper checkpoint (config.json). Point it at a local copy, e.g. of openai/whisper-small."
+            )
+        return str(path)
+
+    def schedule(self, project: Project) -> Schedule:
+        if not project.train_jsonl.exists():
+            raise KimiTuiError(f"{project.train_jsonl} does not exist yet: run the prepare stage first")
+        t = project.config.train
+        return compute_schedule(
+            count_lines(project.train_jsonl),
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            gradient_accumulation_steps=t.gradient_accumulation_steps,
+            num_gpus=t.num_gpus,
+            save_steps=t.save_steps,
+        )
+
+    def plan(self, stage: str, project: Project) -> StagePlan:
+        if stage not in STAGES:
+            raise KimiTuiError(f"unknown stage {stage!r}: stages are {', '.join(STAGES)}")
+        return getattr(self, f"_plan_{stage}")(project)
+
+    def _plan(self, project: Project, stage: str, args: list[str], **kw) -> StagePlan:
+        return StagePlan(stage=stage, argv=WORKER + [stage] + args, env=dict(OFFLINE_ENV), cwd=str(project.root), **kw)
+
+    def _plan_prepare(self, project: Project) -> StagePlan:
+        return StagePlan(
+            stage="prepare",
+            argv=[sys.executable, "-m", "kimi_tui.workers.prepare", "--project", str(project.root)],
+            env={"PYTHONUNBUFFERED": "1"},
+            cwd=str(project.root),
+            inputs=[str(project.config_path)],
+            outputs=[str(project.train_jsonl), str(project.test_jsonl), str(project.findings_json)],
+            description="read the transcripts and audio, validate, write Kimi-format JSONL",
+        )
+
+    def _plan_extract(self, project: Project) -> StagePlan:
+        if not project.train_jsonl.exists():
+            raise KimiTuiError(f"{project.train_jsonl} does not exist yet: run the prepare stage first")
+        args = ["--model", self.model_source(project), "--train-jsonl", str(project.train_jsonl)]
+        if project.test_jsonl.exists():
+            args += ["--test-jsonl", str(project.test_jsonl)]
+        args += ["--output", str(project.features_dir)]
+        return self._plan(project, "extract", args, inputs=[str(project.train_jsonl)],
+                          outputs=[str(project.features_dir)],
+                          description="log-mel features of every clip, computed once for all epochs")
+
+    def _plan_convert(self, project: Project) -> StagePlan:
+        if not (project.features_dir / "feature_extractor").exists():
+            raise KimiTuiError(f"{project.features_dir} has no features yet: run the extract stage first")
+        args = [
+            "--model", self.model_source(project),
+            "--train-jsonl", str(project.train_jsonl),
+            "--features", str(project.features_dir),
+            "--output", str(project.base_model_dir),
+            "--seed", str(project.config.train.seed),
+        ]
+        return self._plan(project, "convert", args, inputs=[str(project.features_dir)],
+                          outputs=[str(project.base_model_dir)],
+                          description="the starting model: tiny built from the transcripts, or a pretrained copy")
+
+    def _plan_train(self, project: Project, resume: bool = False) -> StagePlan:
+        if not (project.base_model_dir / "config.json").exists():
+            raise KimiTuiError(f"{project.base_model_dir} has no model yet: run the convert stage first")
+        t = project.config.train
+        sched = self.schedule(project)
+        if len(sched.checkpoint_steps) < 2:
+            raise KimiTuiError(
+                f"kimi-tui.toml [train] save_steps = {t.save_steps}: the run has {sched.total_steps} optimizer "
+                f"steps ({sched.n_samples} samples, batch {t.batch_size} x accumulation "
+                f"{t.gradient_accumulation_steps} x {t.num_gpus} GPU, {t.epochs} epochs), so it would save "
+                f"{len(sched.checkpoint_steps)} checkpoint(s). Set save_steps = \"auto\" "
+                f"or at most {max(1, sched.total_steps // 2)}, or train for more epochs."
+            )
+        args = [
+            "--model", str(project.base_model_dir),
+            "--features", str(project.features_dir),
+            "--output", str(project.training_dir),
+            "--epochs", str(t.epochs),
+            "--learning-rate", repr(t.learning_rate),
+            "--batch-size", str(t.batch_size),
+            "--gradient-accumulation-steps", str(t.gradient_accumulation_steps),
+            "--weight-decay", repr(t.weight_decay),
+            "--warmup-ratio", repr(t.warmup_ratio),
+            "--lr-scheduler", t.lr_scheduler,
+            "--save-steps", str(sched.save_steps),
+            "--save-total-limit", str(t.save_total_limit),
+            "--logging-steps", str(t.logging_steps),
+            "--seed", str(t.seed),
+            "--device", project.config.engine.device,
+        ]
+        if t.bf16:
+            args.append("--bf16")
+        if resume:
+            args.append("--resume")
+        return self._plan(
+            project, "train", args, inputs=[str(project.base_model_dir), str(project.features_dir)],
+            outputs=[str(project.training_dir)],
+            description=(
+                f"{sched.total_steps} optimizer steps ({sched.steps_per_epoch}/epoch), "
+                f"checkpoints at steps {', '.join(map(str, sched.checkpoint_steps))} and the final model"
+            ),
+        )
+
+    def _plan_export(self, project: Project) -> StagePlan:
+        final = project.training_dir / "final"
+        if not (final / "config.json").exists():
+            raise KimiTuiError(f"{final} does not exist yet: run the train stage first")
+        args = ["--input", str(final), "--base", str(project.base_model_dir), "--output", str(project.export_dir)]
+        return self._plan(project, "export", args, inputs=[str(final)], outputs=[str(project.export_dir)],
+                          description="a self-contained inference model (weights, tokenizer, feature extractor)")
+
+    def evaluated_models(self, project: Project) -> list[tuple[str, str]]:
+        ev = project.config.eval
+        models: list[tuple[str, str]] = []
+        if ev.include_base and (project.base_model_dir / "config.json").exists():
+            models.append(("base", str(project.base_model_dir)))
+        complete = [c for c in list_checkpoints(project.training_dir) if c.complete]
+        if ev.checkpoints == "all":
+            chosen = complete
+        elif ev.checkpoints == "last":
+            chosen = complete[-1:]
+        else:
+            by_name = {c.name: c for c in complete}
+            missing = [n for n in ev.checkpoints if n not in by_name]
+            if missing:
+                raise KimiTuiError(
+                    f"kimi-tui.toml [eval] checkpoints: {', '.join(missing)} not found (complete ones: "
+                    f"{', '.join(by_name) or 'none'})"
+                )
+            chosen = [by_name[n] for n in ev.checkpoints]
+        models += [(c.name, str(c.path)) for c in chosen]
+        if ev.include_export and (project.export_dir / "config.json").exists():
+            models.append(("export", str(project.export_dir)))
+        return models
+
+    def _plan_evaluate(self, project: Project) -> StagePlan:
+        models = self.evaluated_models(project)
+        if not models:
+            raise KimiTuiError("nothing to evaluate: run convert/train/export first, or check [eval] in kimi-tui.toml")
+        splits = {"test": project.test_jsonl, "train": project.train_jsonl}
+        chosen = [(s, splits[s]) for s in project.config.eval.splits if splits[s].exists()]
+        if not chosen:
+            raise KimiTuiError("no prepared split to evaluate: run the prepare stage first")
+        from datetime import datetime
+
+        out = project.evaluations_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
+        transcribe = WORKER + ["transcribe"]
+        for name, path in models:
+            transcribe += ["--model", f"{name}={path}"]
+        for split, path in chosen:
+            transcribe += ["--jsonl", f"{split}={path}"]
+        transcribe += [
+            "--output", str(out),
+            "--base", str(project.base_model_dir),
+            "--batch-size", str(project.config.eval.batch_size),
+            "--max-new-tokens", str(project.config.eval.max_new_tokens),
+            "--device", project.config.engine.device,
+        ]
+        argv = [sys.executable, "-m", "kimi_tui.workers.evaluate", "--output", str(out),
+                "--train-jsonl", str(project.train_jsonl), "--"] + transcribe
+        return StagePlan(
+            stage="evaluate", argv=argv, env=dict(OFFLINE_ENV), cwd=str(project.root),
+            inputs=[p for _, p in models], outputs=[str(out)],
+            description=f"transcribe {', '.join(s for s, _ in chosen)} with {', '.join(n for n, _ in models)}, then score",
+        )

@@ -1,0 +1,110 @@
+"""Starting stages, one or all, the same way from the CLI and the TUI.
+
+`run all` is itself a run (runs/<id>-all/) whose worker is this module: it
+plans each stage when the previous one has finished (plans depend on what the
+earlier stages wrote), starts it as its own run, waits, and stops at the first
+failure. A stop of the `all` run stops the stage it is waiting on.
+
+Usage (as the `all` run's worker): python -m kimi_tui.pipeline --project DIR --stages a,b,c
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from kimi_tui.engines import STAGES, get_engine
+from kimi_tui.errors import KimiTuiError, RunError
+from kimi_tui.events import EventWriter
+from kimi_tui.project import Project
+from kimi_tui.runs import StagePlan, list_runs, read_run, start_stage, stop_run, wait_run
+
+
+def plan_stage(project: Project, stage: str, resume: bool = False) -> StagePlan:
+    engine = get_engine(project.config.engine.name)
+    if stage == "train" and resume:
+        return engine._plan_train(project, resume=True)
+    return engine.plan(stage, project)
+
+
+def ensure_no_active(project: Project, stage: str) -> None:
+    """Two runs writing the same outputs corrupt each other: refuse, and say who holds them."""
+    for run in list_runs(project.runs_dir):
+        if run.active and (run.stage == stage or run.stage == "all" or stage == "all"):
+            raise RunError(
+                f"run {run.run_id} ({run.stage}) is still {run.state} (pid {run.pid or '?'} on "
+                f"{run.host or '?'}); wait for it or stop it with `kimi-tui stop {run.run_id} --project {project.root}`"
+            )
+
+
+def config_text(project: Project) -> str:
+    return project.config_path.read_text(encoding="utf-8")
+
+
+def start(project: Project, stage: str, resume: bool = False) -> Path:
+    """Start one stage, or `all`, detached; return its run directory."""
+    ensure_no_active(project, stage)
+    if stage == "all":
+        plan = StagePlan(
+            stage="all",
+            argv=[sys.executable, "-m", "kimi_tui.pipeline", "--project", str(project.root),
+                  "--stages", ",".join(STAGES)],
+            env={"PYTHONUNBUFFERED": "1"},
+            cwd=str(project.root),
+            description="every stage in order: " + " -> ".join(STAGES),
+        )
+    else:
+        plan = plan_stage(project, stage, resume=resume)
+    return start_stage(project.runs_dir, plan, config_text(project))
+
+
+def run_stages(root: Path, stages: list[str]) -> int:
+    events = EventWriter()
+    current: list[Path] = []
+
+    def on_stop(signum: int, _frame: object) -> None:
+        if current:
+            print(f"pipeline: stop requested, stopping {current[-1].name}", flush=True)
+            stop_run(current[-1])
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
+    for index, stage in enumerate(stages, 1):
+        project = Project.load(root)  # the config may have been edited between stages
+        try:
+            plan = plan_stage(project, stage)
+        except KimiTuiError as exc:
+            print(f"pipeline: cannot plan {stage}: {exc}", flush=True)
+            events.error(f"cannot plan {stage}: {exc}", stage=stage)
+            return 2
+        run_dir = start_stage(project.runs_dir, plan, config_text(project))
+        current.append(run_dir)
+        print(f"pipeline: [{index}/{len(stages)}] {stage} -> {run_dir.name}", flush=True)
+        print(f"pipeline:   {plan.description}", flush=True)
+        events.emit("stage", stage=stage, run=run_dir.name, index=index, total=len(stages))
+        info = wait_run(run_dir, on_output=lambda b: (sys.stdout.buffer.write(b), sys.stdout.flush()))
+        events.progress(index, len(stages), stage=stage, state=info.state)
+        if info.state != "succeeded":
+            print(f"pipeline: {stage} {info.state} (exit code {info.exit_code}); stopping here", flush=True)
+            return info.exit_code or 1
+    print("pipeline: all stages succeeded", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kimi_tui.pipeline")
+    parser.add_argument("--project", required=True, type=Path)
+    parser.add_argument("--stages", default=",".join(STAGES))
+    args = parser.parse_args(argv)
+    stages = [s for s in args.stages.split(",") if s]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+    return run_stages(args.project.resolve(), stages)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""The prepare stage: transcripts + audio -> validated Kimi-format JSONL.
+
+Runs as a stage (not in the UI process) because probing tens of thousands of
+audio headers takes a while. Row problems never stop it: each becomes a
+finding naming the file and line, the bad rows are left out, the rest is
+written. It fails only when a whole source is unusable or nothing is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kimi_tui.data import load_split, write_kimi_jsonl
+from kimi_tui.errors import KimiTuiError
+from kimi_tui.events import EventWriter
+from kimi_tui.fsutil import atomic_write_json
+from kimi_tui.project import Project
+
+
+def prepare(project: Project, events: EventWriter) -> int:
+    d = project.config.data
+    sources = {
+        "train": (d.train_csv, d.train_audio, d.train_jsonl),
+        "test": (d.test_csv, d.test_audio, d.test_jsonl),
+    }
+    report: dict[str, dict] = {}
+    n_errors = 0
+    for index, (split, (csv, audio, jsonl)) in enumerate(sources.items(), 1):
+        if not (csv or jsonl):
+            if split == "train":
+                raise KimiTuiError("kimi-tui.toml [data]: set train_csv + train_audio, or train_jsonl")
+            print(f"{split}: no source configured, skipped", flush=True)
+            continue
+        manifest = load_split(
+            split,
+            csv_path=project.path(csv) if csv else None,
+            audio_dir=project.path(audio) if audio else None,
+            jsonl_path=project.path(jsonl) if jsonl else None,
+            id_column=d.id_column or None,
+            text_column=d.text_column or None,
+            encoding=d.encoding,
+            max_duration_s=d.max_duration_s,
+        )
+        out = project.train_jsonl if split == "train" else project.test_jsonl
+        count = write_kimi_jsonl(manifest.utterances, out, d.instruction)
+        hours = sum(u.duration_s for u in manifest.utterances) / 3600
+        print(
+            f"{split}: {manifest.n_rows} rows read, {count} samples written to {out} "
+            f"({hours * 60:.1f} min of audio); {len(manifest.errors)} errors, "
+            f"{len(manifest.warnings)} warnings, {len(manifest.notes)} notes",
+            flush=True,
+        )
+        for finding in manifest.findings:
+            fix = f" Fix: {finding.fix}" if finding.fix else ""
+            print(f"  {finding.level}: {finding.message}{fix}", flush=True)
+        n_errors += len(manifest.errors)
+        report[split] = manifest.to_dict()
+        events.artifact("jsonl", out, split=split, samples=count)
+        events.progress(index, len(sources), split=split)
+        if split == "train" and count == 0:
+            atomic_write_json(project.findings_json, report)
+            raise KimiTuiError("no usable training sample is left: fix the errors above and run prepare again")
+    atomic_write_json(project.findings_json, report)
+    events.artifact("findings", project.findings_json, errors=n_errors)
+    if n_errors:
+        print(f"{n_errors} row(s) left out; see {project.findings_json}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kimi_tui.workers.prepare")
+    parser.add_argument("--project", required=True, type=Path)
+    args = parser.parse_args(argv)
+    events = EventWriter()
+    try:
+        return prepare(Project.load(args.project), events)
+    except KimiTuiError as exc:
+        print(f"prepare failed: {exc}", file=sys.stderr, flush=True)
+        events.error(str(exc))
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

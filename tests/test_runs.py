@@ -1,0 +1,115 @@
+"""Runs: detached, recorded on disk, stoppable as a group, honest about dead processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kimi_tui.events import read_events
+from kimi_tui.runs import StagePlan, group_alive, list_runs, read_run, start_stage, stop_run, wait_run
+
+
+def py_plan(code: str, stage: str = "test") -> StagePlan:
+    return StagePlan(stage=stage, argv=[sys.executable, "-c", code])
+
+
+def wait_state(run_dir: Path, state: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_run(run_dir).state == state:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{run_dir.name} never reached {state}: {read_run(run_dir)}")
+
+
+def test_run_directory_records_command_log_events_and_exit_code(tmp_path: Path) -> None:
+    code = (
+        "import os, json; print('hello from the worker');"
+        "open(os.environ['KIMI_TUI_EVENTS'], 'a').write(json.dumps({'type': 'progress', 'step': 1, 'total': 2}) + '\\n')"
+    )
+    run_dir = start_stage(tmp_path / "runs", py_plan(code))
+    info = wait_run(run_dir)
+    assert info.state == "succeeded" and info.exit_code == 0
+    assert "hello from the worker" in (run_dir / "stdout.log").read_text()
+    script = (run_dir / "command.sh").read_text()
+    assert script.startswith("#!/usr/bin/env bash") and "hello from the worker" in script
+    assert os.access(run_dir / "command.sh", os.X_OK)
+    types = [e["type"] for e in read_events(run_dir / "events.jsonl")]
+    assert "progress" in types and types[-1] == "state"
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["host"] and status["pid"] and status["started"] <= status["ended"]
+
+
+def test_failed_worker_is_failed_with_its_exit_code(tmp_path: Path) -> None:
+    run_dir = start_stage(tmp_path / "runs", py_plan("import sys; print('boom'); sys.exit(3)"))
+    info = wait_run(run_dir)
+    assert (info.state, info.exit_code) == ("failed", 3)
+
+
+def test_missing_program_fails_cleanly(tmp_path: Path) -> None:
+    plan = StagePlan(stage="x", argv=["/nonexistent/program"])
+    info = wait_run(start_stage(tmp_path / "runs", plan))
+    assert info.state == "failed" and info.exit_code == 127
+    assert "cannot start" in (info.path / "stdout.log").read_text()
+
+
+def test_stop_escalates_past_a_worker_that_ignores_sigint(tmp_path: Path) -> None:
+    code = (
+        "import signal, time, subprocess, sys;"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN);"
+        # a grandchild, as torchrun would have: it must die too
+        "subprocess.Popen([sys.executable, '-c', 'import time, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); time.sleep(60)']);"
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    run_dir = start_stage(tmp_path / "runs", py_plan(code))
+    wait_state(run_dir, "running")
+    deadline = time.monotonic() + 10
+    while "ready" not in (run_dir / "stdout.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pgid = read_run(run_dir).pgid
+    started = time.monotonic()
+    info = stop_run(run_dir, grace=(0.5, 2.0, 2.0))
+    assert time.monotonic() - started < 6
+    assert info.state == "stopped"
+    assert not group_alive(pgid)
+
+
+def test_killed_supervisor_reads_as_interrupted_not_running(tmp_path: Path) -> None:
+    run_dir = start_stage(tmp_path / "runs", py_plan("import time; time.sleep(60)"))
+    wait_state(run_dir, "running")
+    pgid = read_run(run_dir).pgid
+    os.killpg(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert read_run(run_dir).state == "interrupted"
+    assert [r.state for r in list_runs(tmp_path / "runs")] == ["interrupted"]
+
+
+def test_truncated_last_event_line_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"type": "progress", "step": 1, "total": 3}\n{"type": "prog')
+    assert [e["step"] for e in read_events(path)] == [1]
+
+
+def test_secrets_are_masked_in_command_sh() -> None:
+    plan = StagePlan(stage="x", argv=["echo"], env={"HF_TOKEN": "hf_secret", "HF_HUB_OFFLINE": "1"})
+    script = plan.shell_script()
+    assert "hf_secret" not in script and "HF_HUB_OFFLINE=1" in script
+
+
+@pytest.mark.parametrize("arg", ["a b", "it's", "中文 路径", "$(rm -rf /)"])
+def test_command_sh_reproduces_arguments_exactly(tmp_path: Path, arg: str) -> None:
+    plan = StagePlan(stage="x", argv=[sys.executable, "-c", "import sys; print(repr(sys.argv[1]))", arg])
+    import subprocess
+
+    script = tmp_path / "command.sh"
+    script.write_text(plan.shell_script())
+    out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == repr(arg)

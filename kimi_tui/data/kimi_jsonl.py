@@ -1,0 +1,137 @@
+"""The JSONL format Kimi-Audio's fine-tuning code reads, written and read here only.
+
+Every stage that feeds the official finetune scripts goes through
+:func:`write_kimi_jsonl`, so the shape (one "understanding" sample per line,
+user instruction, user audio by absolute path, assistant transcript) lives in
+one place. A top-level "id" is added so predictions can be matched back to the
+transcript rows; the official loader ignores extra keys. Writes are atomic
+because other processes (the TUI, a running stage) may read the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kimi_tui.errors import DataError
+from kimi_tui.fsutil import atomic_write_text
+from kimi_tui.data.transcripts import read_text
+
+if TYPE_CHECKING:
+    from kimi_tui.data.manifest import Utterance
+
+#: The seed report's prompt, kimi-tui's default (kimi-tui.toml [data] instruction overrides it).
+DEFAULT_INSTRUCTION = "请将语音内容转录为文字。"
+
+
+def kimi_sample(utt_id: str, audio: str | os.PathLike[str], transcript: str, instruction: str) -> dict[str, Any]:
+    """One training sample in Kimi-Audio's "understanding" format."""
+    return {
+        "task_type": "understanding",
+        "conversation": [
+            {"role": "user", "message_type": "text", "content": instruction},
+            {"role": "user", "message_type": "audio", "content": os.path.abspath(os.fspath(audio))},
+            {"role": "assistant", "message_type": "text", "content": transcript},
+        ],
+        "id": utt_id,
+    }
+
+
+def _dumps(obj: Any) -> str:
+    # U+2028/2029 are legal in JSON but split lines for str.splitlines()-based readers.
+    return json.dumps(obj, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def write_kimi_jsonl(utterances: Iterable[Utterance], path: str | os.PathLike[str], instruction: str) -> int:
+    """Write one Kimi sample per utterance to ``path`` atomically; returns the count."""
+    if not isinstance(instruction, str):
+        raise TypeError(f"instruction must be a str, not {type(instruction).__name__}")
+    lines = [_dumps(kimi_sample(u.id, u.audio, u.text, instruction)) for u in utterances]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def iter_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) for every non-blank line, counting as editors do."""
+    for i, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip():
+            yield i, line
+
+
+def json_error(exc: json.JSONDecodeError) -> str:
+    return f"{exc.msg} at column {exc.colno}"
+
+
+def read_kimi_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All samples of a Kimi JSONL file as dicts; DataError naming the first bad line."""
+    path = Path(path)
+    decoded = read_text(path, what="JSONL file", allow_empty=True)
+    samples: list[dict[str, Any]] = []
+    for line_no, line in iter_lines(decoded.text):
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path.name} line {line_no} is not valid JSON ({json_error(exc)}): {path}") from None
+        except RecursionError:
+            raise DataError(f"{path.name} line {line_no} is nested too deeply to be a sample: {path}") from None
+        if not isinstance(obj, dict):
+            raise DataError(
+                f"{path.name} line {line_no} is a JSON {type(obj).__name__}, not an object with a "
+                f'"conversation": {path}'
+            )
+        samples.append(obj)
+    return samples
+
+
+@dataclass
+class SampleShape:
+    """What :func:`inspect_sample` found in one decoded JSONL sample."""
+
+    sample_id: str | None = None
+    audios: list[str] = field(default_factory=list)
+    transcript: str | None = None
+    problems: list[str] = field(default_factory=list)  # what is missing or of the wrong type
+
+
+def inspect_sample(obj: Any) -> SampleShape:
+    """Pull the id, audio path(s) and transcript out of one Kimi sample, listing what's wrong."""
+    shape = SampleShape()
+    if not isinstance(obj, dict):
+        shape.problems.append(f'is a JSON {type(obj).__name__}, not an object with a "conversation" list')
+        return shape
+    raw_id = obj.get("id")
+    if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) and str(raw_id).strip():
+        shape.sample_id = str(raw_id).strip()
+    conv = obj.get("conversation")
+    if not isinstance(conv, list):
+        what = "has no" if conv is None else f"has a {type(conv).__name__} instead of a"
+        shape.problems.append(f'{what} "conversation" list')
+        return shape
+    texts: list[Any] = []
+    for i, msg in enumerate(conv):
+        if not isinstance(msg, dict):
+            shape.problems.append(f"conversation[{i}] is not an object")
+            continue
+        kind = msg.get("message_type")
+        if kind == "audio":
+            content = msg.get("content")
+            if isinstance(content, str) and content.strip():
+                shape.audios.append(content.strip())
+            else:
+                shape.problems.append(f'conversation[{i}] is an audio message without a file path in "content"')
+        elif kind == "text" and msg.get("role") == "assistant":
+            texts.append(msg.get("content"))
+    if not shape.audios and not any("audio message" in p for p in shape.problems):
+        shape.problems.append('has no audio message (message_type "audio" with the file path in "content")')
+    if not texts:
+        shape.problems.append('has no assistant text message (role "assistant", message_type "text") with the transcript')
+    elif not isinstance(texts[-1], str):
+        shape.problems.append('has an assistant text message whose "content" is not a string')
+    else:
+        shape.transcript = texts[-1]
+    return shape

@@ -1,0 +1,91 @@
+"""The headless CLI as a user types it: init, prepare on their own data, errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from kimi_tui.config import load_config
+
+
+def kimi(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kimi_tui", *args], capture_output=True, text=True, timeout=120)
+
+
+def write_wav(path: Path, seconds: float = 1.0, rate: int = 16000) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.zeros(int(seconds * rate), dtype=np.float32), rate, subtype="PCM_16")
+
+
+def test_gbk_csv_with_a_missing_clip_imports_the_rest_and_names_the_row(tmp_path: Path) -> None:
+    audio = tmp_path / "wavs"
+    for i in (1, 2, 4):
+        write_wav(audio / "nested" / f"utt{i:03d}.wav")
+    csv_path = tmp_path / "标注.csv"
+    rows = ["音频ID,转录文本", "utt001,今天天气很好", "utt002,我们去公园", "utt003,这条没有音频", "utt004,请把窗户打开"]
+    csv_path.write_bytes(("\r\n".join(rows) + "\r\n").encode("gbk"))
+    project = tmp_path / "proj"
+    init = kimi("init", str(project), "--train-csv", str(csv_path), "--train-audio", str(audio))
+    assert init.returncode == 0, init.stderr
+    run = kimi("run", "prepare", "--project", str(project), "--wait")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "标注.csv line 4 (id utt003)" in run.stdout
+    lines = (project / "data" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["conversation"][2]["content"] for line in lines]
+    assert texts == ["今天天气很好", "我们去公园", "请把窗户打开"]
+    findings = json.loads((project / "data" / "findings.json").read_text(encoding="utf-8"))
+    (error,) = [f for f in findings["train"]["findings"] if f["level"] == "error"]
+    assert (error["code"], error["line"], error["utt_id"]) == ("missing_audio", 4, "utt003")
+
+
+def test_init_never_overwrites_a_project_and_never_writes_into_the_package(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    assert kimi("init", str(project), "--sample").returncode == 0
+    config = project / "kimi-tui.toml"
+    config.write_text(config.read_text(encoding="utf-8") + "\n# my note\n", encoding="utf-8")
+    again = kimi("init", str(project), "--sample")
+    assert again.returncode == 2 and "already exists" in again.stderr and "Traceback" not in again.stderr
+    assert config.read_text(encoding="utf-8").endswith("# my note\n")
+    assert kimi("init", str(project), "--sample", "--exist-ok").returncode == 0
+    assert (project / "sample" / "audio").is_dir()
+    assert load_config(config).data.train_audio == "sample/audio"
+
+
+def test_bad_config_is_reported_with_line_and_suggestion(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    assert kimi("init", str(project), "--sample").returncode == 0
+    config = project / "kimi-tui.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace("epochs = ", "epoch = "), encoding="utf-8")
+    out = kimi("status", "--project", str(project))
+    assert out.returncode == 2
+    assert "unknown key 'epoch': did you mean 'epochs'?" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_save_steps_larger_than_the_run_is_refused_before_training(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    assert kimi("init", str(project), "--sample").returncode == 0
+    config = project / "kimi-tui.toml"
+    text = config.read_text(encoding="utf-8").replace('save_steps = "auto"', "save_steps = 1000")
+    config.write_text(text.replace("epochs = 150", "epochs = 10"), encoding="utf-8")
+    assert kimi("run", "prepare", "--project", str(project), "--wait").returncode == 0
+    # Pretend extract/convert ran: the save policy check needs only the data size.
+    (project / "models" / "base").mkdir(parents=True)
+    (project / "models" / "base" / "config.json").write_text("{}")
+    out = kimi("run", "train", "--project", str(project))
+    assert out.returncode == 2
+    assert "save_steps = 1000" in out.stderr and "10 optimizer steps" in out.stderr and "auto" in out.stderr
+    assert not list((project / "runs").glob("*-train"))
+
+
+def test_unknown_run_and_missing_project_are_clear(tmp_path: Path) -> None:
+    out = kimi("status", "--project", str(tmp_path))
+    assert out.returncode == 2 and "not a kimi-tui project" in out.stderr
+    project = tmp_path / "p"
+    assert kimi("init", str(project), "--sample").returncode == 0
+    out = kimi("stop", "nope", "--project", str(project))
+    assert out.returncode == 2 and "no run 'nope'" in out.stderr

@@ -94,16 +94,18 @@ def sample_config() -> ProjectConfig:
     return cfg
 
 
-# Measured on a 2-core CPU: memorises the nine sample clips (CER < 20%) in about a minute.
+# Measured on a 2-core CPU (seeds 1-4): the tiny model (d_model 128, 2+2 layers) memorises
+# the nine sample clips to 0% training CER in about 20 s of training; 150 epochs also did,
+# 60 epochs of a larger model did not (46% CER).
 TINY_SCHEDULE = {
-    "epochs": 150,
-    "learning_rate": 2e-3,
+    "epochs": 200,
+    "learning_rate": 3e-3,
     "batch_size": 9,
     "gradient_accumulation_steps": 1,
     "warmup_ratio": 0.05,
     "weight_decay": 0.0,
     "lr_scheduler": "linear",
-    "logging_steps": 5,
+    "logging_steps": 10,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,15 +71,18 @@ def test_save_steps_larger_than_the_run_is_refused_before_training(tmp_path: Pat
     project = tmp_path / "p"
     assert kimi("init", str(project), "--sample").returncode == 0
     config = project / "kimi-tui.toml"
+    # The seed report's run: 9 clips, batch 1, accumulation 4, 10 epochs, save_steps 1000.
     text = config.read_text(encoding="utf-8").replace('save_steps = "auto"', "save_steps = 1000")
-    config.write_text(text.replace("epochs = 150", "epochs = 10"), encoding="utf-8")
+    for key, value in (("epochs", 10), ("batch_size", 1), ("gradient_accumulation_steps", 4)):
+        text = re.sub(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+    config.write_text(text, encoding="utf-8")
     assert kimi("run", "prepare", "--project", str(project), "--wait").returncode == 0
     # Pretend extract/convert ran: the save policy check needs only the data size.
     (project / "models" / "base").mkdir(parents=True)
     (project / "models" / "base" / "config.json").write_text("{}")
     out = kimi("run", "train", "--project", str(project))
     assert out.returncode == 2
-    assert "save_steps = 1000" in out.stderr and "10 optimizer steps" in out.stderr and "auto" in out.stderr
+    assert "save_steps = 1000" in out.stderr and "30 optimizer steps" in out.stderr and "auto" in out.stderr
     assert not list((project / "runs").glob("*-train"))
 
 

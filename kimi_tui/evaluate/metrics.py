@@ -86,6 +86,7 @@ def score_corpus(scores: list[UtteranceScore], n_missing: int = 0) -> dict:
         "similarity": sum(s.similarity for s in scores) / n if n else None,
         "similarity_formula": "mean over utterances of max(0, 1 - CER_utt)",
         "n_empty_hyp": sum(1 for s in scores if not s.hyp_norm),
+        "n_hyp_over_2x_ref": sum(1 for s in scores if len(s.hyp_norm) > 2 * s.n_ref),
         "n_missing_hyp": n_missing,
         "normaliser": f"{NORMALISER_NAME} v{NORMALISER_VERSION}",
     }

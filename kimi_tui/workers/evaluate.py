@@ -113,11 +113,21 @@ def notes_for(metrics: dict, n_train: int | None) -> list[str]:
     trained = [m for m in models if m != "base"]
     if n_train is not None and n_train < SMALL_DATA:
         notes.append(
-            f"Only {n_train} training utterances: a model can memorise them (see the train CER) but "
-            "cannot learn to transcribe new sentences from so few; expect the test CER to stay high. "
+            f"Only {n_train} training utterances: too few to learn to transcribe new sentences. A model "
+            "can memorise them (see the train CER), but expect the test CER to stay high. "
             "The seed report reached the same conclusion with nine clips: collect hundreds of hours, "
             "or at least hundreds of utterances, before reading the test CER as a measure of quality."
         )
+    for model, per in metrics["models"].items():
+        for split, m in per.items():
+            if m.get("cer") is not None and m["cer"] > 1:
+                notes.append(
+                    f"{model} on {split}: CER above 100% means more errors than reference characters: "
+                    f"{m['ins']} of the {m['sub'] + m['del'] + m['ins']} errors are insertions and "
+                    f"{m['n_hyp_over_2x_ref']} of {m['n_utts']} hypotheses are over twice their reference's "
+                    "length: the model does not stop (an untrained model never emits end-of-sentence and "
+                    "runs to the max_new_tokens limit)."
+                )
     if "base" in models and trained:
         last = trained[-1]
         for split in ("train", "test"):

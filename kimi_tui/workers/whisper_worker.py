@@ -675,6 +675,8 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
     device = resolve_device(args.device)
     if args.bf16 and device == "cuda" and not torch.cuda.is_bf16_supported():
         raise WorkerError("--bf16 but this GPU does not support bfloat16")
+    where = f"cuda ({torch.cuda.get_device_name(0)})" if device == "cuda" else "cpu"
+    say(f"train on {where}{', bf16' if args.bf16 else ''}")
 
     set_seed(args.seed)
     dataset = build_train_dataset(payload, tokenizer, kind, model, meta.get("language"))

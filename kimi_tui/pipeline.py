@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from pathlib import Path
 
 from kimi_tui.engines import STAGES, get_engine
@@ -39,6 +40,22 @@ def ensure_no_active(project: Project, stage: str) -> None:
             )
 
 
+def keep_previous_outputs(project: Project, stage: str, resume: bool = False) -> Path | None:
+    """A new train or export never writes over the last one's results: they are moved aside
+    (training.<time>/, exports/final.<time>/), never deleted. --resume keeps training/ in place."""
+    target = {"train": project.training_dir, "export": project.export_dir}.get(stage)
+    if target is None or (stage == "train" and resume) or not target.exists() or not any(target.iterdir()):
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kept = target.with_name(f"{target.name}.{stamp}")
+    n = 1
+    while kept.exists():
+        kept, n = target.with_name(f"{target.name}.{stamp}-{n}"), n + 1
+    target.rename(kept)
+    print(f"kept the previous {stage} output as {kept}", flush=True)
+    return kept
+
+
 def config_text(project: Project) -> str:
     return project.config_path.read_text(encoding="utf-8")
 
@@ -57,6 +74,7 @@ def start(project: Project, stage: str, resume: bool = False) -> Path:
         )
     else:
         plan = plan_stage(project, stage, resume=resume)
+        keep_previous_outputs(project, stage, resume)
     return start_stage(project.runs_dir, plan, config_text(project))
 
 
@@ -80,6 +98,7 @@ def run_stages(root: Path, stages: list[str]) -> int:
             print(f"pipeline: cannot plan {stage}: {exc}", flush=True)
             events.error(f"cannot plan {stage}: {exc}", stage=stage)
             return 2
+        keep_previous_outputs(project, stage)
         run_dir = start_stage(project.runs_dir, plan, config_text(project))
         current.append(run_dir)
         print(f"pipeline: [{index}/{len(stages)}] {stage} -> {run_dir.name}", flush=True)

@@ -93,3 +93,23 @@ def test_unknown_run_and_missing_project_are_clear(tmp_path: Path) -> None:
     assert kimi("init", str(project), "--sample").returncode == 0
     out = kimi("stop", "nope", "--project", str(project))
     assert out.returncode == 2 and "no run 'nope'" in out.stderr
+
+
+def test_a_new_train_run_moves_the_previous_checkpoints_aside_never_over_them(tmp_path: Path) -> None:
+    project = tmp_path / "p"
+    assert kimi("init", str(project), "--sample").returncode == 0
+    assert kimi("run", "prepare", "--project", str(project), "--wait").returncode == 0
+    (project / "models" / "base").mkdir(parents=True)
+    (project / "models" / "base" / "config.json").write_text("{}")
+    old = project / "training" / "checkpoint-3"
+    old.mkdir(parents=True)
+    (old / "trainer_state.json").write_text('{"log_history": []}')
+    out = kimi("run", "train", "--project", str(project), "--wait")
+    assert "kept the previous train output as" in out.stdout
+    (kept,) = list(project.glob("training.*"))
+    assert (kept / "checkpoint-3" / "trainer_state.json").exists()
+    # --resume keeps training/ where it is
+    (project / "training").mkdir(exist_ok=True)
+    (project / "training" / "marker").write_text("x")
+    kimi("run", "train", "--project", str(project), "--resume", "--wait")
+    assert (project / "training" / "marker").exists() and len(list(project.glob("training.*"))) == 1

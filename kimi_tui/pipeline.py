@@ -20,7 +20,7 @@ from kimi_tui.engines import STAGES, get_engine
 from kimi_tui.errors import KimiTuiError, RunError
 from kimi_tui.events import EventWriter
 from kimi_tui.project import Project
-from kimi_tui.runs import StagePlan, list_runs, read_run, start_stage, stop_run, wait_run
+from kimi_tui.runs import StagePlan, list_runs, start_stage, stop_run, wait_run
 
 
 def plan_stage(project: Project, stage: str, resume: bool = False) -> StagePlan:

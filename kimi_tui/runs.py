@@ -114,6 +114,15 @@ def _new_run_id(stage: str) -> str:
     return datetime.now().strftime("%Y%m%d-%H%M%S-%f") + f"-{stage}"
 
 
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """Fields of /proc/PID/stat after the command name (state, ppid, pgrp, ...), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def _pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -123,11 +132,8 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    fields = _proc_stat(pid)
+    return fields is None or fields[0] != b"Z"  # a zombie is dead for our purposes
 
 
 def group_alive(pgid: int | None) -> bool:
@@ -141,14 +147,8 @@ def group_alive(pgid: int | None) -> bool:
     except PermissionError:
         return True
     for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != b"Z":
+        fields = _proc_stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid and fields[0] != b"Z":
             return True
     return False
 

@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
+from audio_files import wav
 from kimi_tui.config import load_config
 
 
@@ -18,15 +16,10 @@ def kimi(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kimi_tui", *args], capture_output=True, text=True, timeout=120)
 
 
-def write_wav(path: Path, seconds: float = 1.0, rate: int = 16000) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.zeros(int(seconds * rate), dtype=np.float32), rate, subtype="PCM_16")
-
-
 def test_gbk_csv_with_a_missing_clip_imports_the_rest_and_names_the_row(tmp_path: Path) -> None:
     audio = tmp_path / "wavs"
     for i in (1, 2, 4):
-        write_wav(audio / "nested" / f"utt{i:03d}.wav")
+        wav(audio / "nested" / f"utt{i:03d}.wav")
     csv_path = tmp_path / "标注.csv"
     rows = ["音频ID,转录文本", "utt001,今天天气很好", "utt002,我们去公园", "utt003,这条没有音频", "utt004,请把窗户打开"]
     csv_path.write_bytes(("\r\n".join(rows) + "\r\n").encode("gbk"))

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
+from audio_files import wav
 from kimi_tui.data import probe_audio
 from kimi_tui.data import load_split
 from kimi_tui.errors import DataError
 
 
-def wav(path: Path, seconds: float = 0.25, sr: int = 16000, channels: int = 1) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n = int(seconds * sr)
-    shape = (n, channels) if channels > 1 else (n,)
-    sf.write(path, np.zeros(shape, dtype=np.int16), sr, subtype="PCM_16")
-    return path
 
 
 @pytest.fixture

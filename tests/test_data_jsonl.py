@@ -5,20 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
+from audio_files import wav
 from kimi_tui.data import load_split, read_kimi_jsonl, write_kimi_jsonl
 from kimi_tui.errors import DataError
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
-
-
-def wav(path: Path, seconds: float = 0.25, sr: int = 16000) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.zeros(int(seconds * sr), dtype=np.int16), sr, subtype="PCM_16")
-    return path
 
 
 def sample(audio, text, *, extra_audio=None, sid=None) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 from kimi_tui import __version__
 from kimi_tui.errors import KimiTuiError
 
-COMMANDS = ("init", "run", "status", "stop", "report")
+COMMANDS = ("init", "run", "status", "stop", "report", "score")
 STAGE_CHOICES = ("prepare", "extract", "convert", "train", "export", "evaluate", "all")
 
 
@@ -130,19 +130,79 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _normaliser(project=None, args=None):
+    from kimi_tui.evaluate.normalise import Normaliser, NormaliserOptions
+
+    ev = project.config.eval if project is not None else None
+    return Normaliser(
+        NormaliserOptions(
+            numbers=bool(getattr(args, "numbers", False) or (ev and ev.normalise_numbers)),
+            fillers=bool(getattr(args, "fillers", False) or (ev and ev.remove_fillers)),
+            mixed=bool(getattr(args, "mixed", False) or (ev and ev.mixed_tokens)),
+        )
+    )
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from kimi_tui.evaluate.report import build_report, load_evaluation, render_csv, render_markdown
     from kimi_tui.project import Project
 
     project = Project.load(_project_root(args.project))
-    evaluations = sorted(p for p in project.evaluations_dir.glob("*/metrics.json"))
-    if not evaluations:
-        raise KimiTuiError(f"no evaluation in {project.evaluations_dir} yet: run `kimi-tui run evaluate`")
-    latest = evaluations[-1]
-    if args.json:
-        print(latest.read_text(encoding="utf-8"), end="")
+    if args.evaluation:
+        folder = Path(args.evaluation)
+        folder = folder if folder.is_absolute() else project.evaluations_dir / folder
     else:
-        print(f"{latest.parent}")
-        print((latest.parent / "report.md").read_text(encoding="utf-8"), end="")
+        found = sorted(p.parent for p in project.evaluations_dir.glob("*/evaluation.json"))
+        if not found:
+            raise KimiTuiError(f"no evaluation in {project.evaluations_dir} yet: run `kimi-tui run evaluate`")
+        folder = found[-1]
+    pairs = [tuple(args.compare)] if args.compare else None
+    report = build_report(
+        load_evaluation(folder), _normaliser(project, args), pairs=pairs,
+        resamples=project.config.eval.bootstrap_resamples,
+    )
+    if args.format == "json":
+        json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    elif args.format == "csv":
+        sys.stdout.write(render_csv(report))
+    else:
+        sys.stdout.write(render_markdown(report))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from kimi_tui.evaluate.metrics import score_pairs, summarise
+    from kimi_tui.evaluate.textfile import read_id_text
+
+    refs, ref_warnings = read_id_text(args.ref)
+    hyps, hyp_warnings = read_id_text(args.hyp)
+    normaliser = _normaliser(None, args)
+    scores = score_pairs(((i, r, hyps.get(i)) for i, r in refs.items()), normaliser)
+    summary = summarise(scores, normaliser)
+    extra = sorted(set(hyps) - set(refs))
+    summary["ids_only_in_hyp"] = extra
+    summary["warnings"] = ref_warnings + hyp_warnings
+    if args.json:
+        json.dump(summary, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    cer = "-" if summary["cer"] is None else f"{summary['cer'] * 100:.2f}%"
+    print(f"CER {cer}  (S {summary['sub']}  D {summary['del']}  I {summary['ins']}  "
+          f"N {summary['n_ref_chars']} characters in {summary['n_utts']} utterances)")
+    if "mer" in summary and summary["mer"] is not None:
+        print(f"MER {summary['mer'] * 100:.2f}%  over {summary['n_ref_tokens']} mixed tokens")
+    print(f"macro CER {summary['macro_cer'] * 100 if summary['macro_cer'] is not None else float('nan'):.2f}%  "
+          f"SER {summary['ser'] * 100:.1f}%  exact {summary['exact_match'] * 100:.1f}% "
+          f"(raw {summary['exact_match_raw'] * 100:.1f}%)  similarity {summary['similarity'] * 100:.1f}%")
+    print(f"empty refs {summary['n_empty_ref']}, empty hyps {summary['n_empty_hyp']}, missing hyps "
+          f"{summary['n_missing_hyp']} (scored as deletions), hyps over 2x ref {summary['n_hyp_over_2x_ref']}, "
+          f"CER over 100% {summary['n_cer_over_100']}")
+    if extra:
+        print(f"{len(extra)} ids only in {args.hyp} (not scored): {', '.join(extra[:10])}{' ...' if len(extra) > 10 else ''}")
+    print(f"normaliser: {summary['normaliser']}")
     return 0
 
 
@@ -155,10 +215,17 @@ def cmd_open(args: argparse.Namespace) -> int:
         "  kimi-tui run STAGE|all --project DIR --wait\n"
         "  kimi-tui status --project DIR [--json]\n"
         "  kimi-tui stop RUN --project DIR\n"
-        "  kimi-tui report --project DIR [--json]\n"
+        "  kimi-tui report --project DIR [--format md|json|csv]\n"
+        "  kimi-tui score REF HYP [--json]\n"
         f"(looked at {root})"
     )
     return 0
+
+
+def _scoring_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--numbers", action="store_true", help="normalise numbers on both sides")
+    p.add_argument("--fillers", action="store_true", help="drop fillers and erhua on both sides")
+    p.add_argument("--mixed", action="store_true", help="also score CJK characters + Latin words (code-switching)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,10 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project")
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("report", help="show the latest evaluation")
+    p = sub.add_parser("report", help="the project's latest evaluation: models x metrics, comparisons")
     p.add_argument("--project")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--format", choices=("md", "json", "csv"), default="md")
+    p.add_argument("--evaluation", help="an evaluation folder (default: the latest)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare these two models (default: base -> last, and the last two checkpoints)")
+    _scoring_options(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("score", help="score any system's transcripts: REF and HYP are CSV, TSV, JSONL or Kaldi text of id + text")
+    p.add_argument("ref")
+    p.add_argument("hyp")
+    p.add_argument("--json", action="store_true")
+    _scoring_options(p)
+    p.set_defaults(func=cmd_score)
     return parser
 
 

@@ -206,6 +206,19 @@ class EvalSection(_Section):
     include_export: bool = Field(True, description="Also score the exported final model (true or false).")
     max_new_tokens: int = Field(64, ge=1, description="Longest transcript generated per clip, in tokens (at least 1).")
     batch_size: int = Field(8, ge=1, description="Clips decoded at once (at least 1).")
+    normalise_numbers: bool = Field(
+        False, description="Scoring: write numbers one way on both sides before comparing (true or false)."
+    )
+    remove_fillers: bool = Field(
+        False, description="Scoring: drop fillers (呃, 嗯...) and erhua on both sides (true or false)."
+    )
+    mixed_tokens: bool = Field(
+        False,
+        description="Scoring: also report a mixed error rate over CJK characters + Latin words (code-switching).",
+    )
+    bootstrap_resamples: int = Field(
+        1000, ge=100, description="Resamples of the paired bootstrap that compares two models (at least 100)."
+    )
 
 
 def resolve_path(project_dir: str | os.PathLike[str], value: str | os.PathLike[str] | None) -> Path | None:

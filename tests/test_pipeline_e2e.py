@@ -82,7 +82,10 @@ def test_metrics_show_memorisation_and_say_nine_clips_are_too_few(sample_run: Pa
     assert export["train"]["n_utts"] == 9 and export["test"]["n_utts"] == 10
     assert any("9 training utterances" in note for note in metrics["notes"])
     report = kimi("report", "--project", str(sample_run))
-    assert report.returncode == 0 and "export" in report.stdout and "too few" in report.stdout
+    assert report.returncode == 0 and "too few" in report.stdout
+    for model in ("base", "checkpoint-67", "checkpoint-134", "checkpoint-200", "export"):
+        assert f"| {model} |" in report.stdout
+    assert "| checkpoint-134 -> checkpoint-200 |" in report.stdout and "| base -> export |" in report.stdout
 
 
 def test_status_json_lists_every_run_with_state_and_exit_code(sample_run: Path) -> None:

@@ -46,9 +46,8 @@ def compute_schedule(
 ) -> Schedule:
     """Steps per epoch = ceil(ceil(N / (batch x GPUs)) / accumulation), as transformers counts them.
 
-    The "auto" save policy saves three times over the run (at least every step
-    for very short runs), so every run leaves at least two checkpoints and the
-    final model: the seed report's "save_steps 1000 on a 30-step run saved
+    The "auto" save policy saves every ceil(total / 3) steps and at the end, so
+    every run of two steps or more leaves at least two checkpoints and the final model: the seed report's "save_steps 1000 on a 30-step run saved
     nothing" cannot happen.
     """
     if n_samples < 1:
@@ -56,8 +55,10 @@ def compute_schedule(
     batches = math.ceil(n_samples / (batch_size * num_gpus))
     per_epoch = max(1, math.ceil(batches / gradient_accumulation_steps))
     total = per_epoch * epochs
-    every = max(1, total // 3) if save_steps == "auto" else int(save_steps)
-    steps = tuple(range(every, total + 1, every))
+    every = max(1, math.ceil(total / 3)) if save_steps == "auto" else int(save_steps)
+    # The Trainer also saves at the last step (transformers >= 4.40 does; older ones may not,
+    # which is why an explicit save_steps is checked against the run's length).
+    steps = tuple(sorted(set(range(every, total + 1, every)) | {total}))
     return Schedule(n_samples, per_epoch, total, every, steps)
 
 

@@ -115,8 +115,8 @@ class WhisperEngine:
             raise KimiTuiError(
                 f"kimi-tui.toml [train] save_steps = {t.save_steps}: the run has {sched.total_steps} optimizer "
                 f"steps ({sched.n_samples} samples, batch {t.batch_size} x accumulation "
-                f"{t.gradient_accumulation_steps} x {t.num_gpus} GPU, {t.epochs} epochs), so it would save "
-                f"{len(sched.checkpoint_steps)} checkpoint(s). Set save_steps = \"auto\" "
+                f"{t.gradient_accumulation_steps} x {t.num_gpus} GPU, {t.epochs} epochs), so no checkpoint "
+                f"would be saved before the end of training. Set save_steps = \"auto\" "
                 f"or at most {max(1, sched.total_steps // 2)}, or train for more epochs."
             )
         args = [
@@ -204,8 +204,13 @@ class WhisperEngine:
             "--max-new-tokens", str(project.config.eval.max_new_tokens),
             "--device", project.config.engine.device,
         ]
+        ev = project.config.eval
+        scoring = ["--resamples", str(ev.bootstrap_resamples)]
+        scoring += ["--numbers"] if ev.normalise_numbers else []
+        scoring += ["--fillers"] if ev.remove_fillers else []
+        scoring += ["--mixed"] if ev.mixed_tokens else []
         argv = [sys.executable, "-m", "kimi_tui.workers.evaluate", "--output", str(out),
-                "--train-jsonl", str(project.train_jsonl), "--"] + transcribe
+                "--train-jsonl", str(project.train_jsonl), *scoring, "--"] + transcribe
         return StagePlan(
             stage="evaluate", argv=argv, env=dict(OFFLINE_ENV), cwd=str(project.root),
             inputs=[p for _, p in models], outputs=[str(out)],

@@ -1,0 +1,125 @@
+"""Alignments a person can read: which characters were substituted, dropped or added, and where.
+
+Edit operations come from rapidfuzz (C++), so per-utterance alignments for a
+whole test set cost little more than the error counts. Columns are padded by
+display width (a CJK character takes two terminal cells, Latin one), which is
+where jiwer's visualize_alignment goes wrong for Chinese.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Levenshtein
+
+EQUAL, SUB, DEL, INS = "=", "S", "D", "I"
+_TAG = {"replace": SUB, "delete": DEL, "insert": INS}
+
+Ops = list[tuple[str, int, int]]  # rapidfuzz editops: (tag, ref position, hyp position)
+
+
+def edit_ops(ref: Sequence[str] | str, hyp: Sequence[str] | str) -> Ops:
+    """Minimal edit operations turning ref into hyp; [] when they are equal."""
+    if ref == hyp:
+        return []
+    return Levenshtein.editops(ref, hyp).as_list()
+
+
+def count_ops(ops: Ops) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions)."""
+    if not ops:
+        return 0, 0, 0
+    tags = [op[0] for op in ops]
+    sub = tags.count("replace")
+    dele = tags.count("delete")
+    return sub, dele, len(ops) - sub - dele
+
+
+@dataclass(frozen=True)
+class Column:
+    op: str  # "=", "S", "D", "I"
+    ref: str  # "" for an insertion
+    hyp: str  # "" for a deletion
+
+
+def columns(ref: Sequence[str], hyp: Sequence[str], ops: Ops | None = None) -> list[Column]:
+    """The full alignment, one column per reference or hypothesis token, in order."""
+    if ops is None:
+        ops = edit_ops(ref, hyp)
+    out: list[Column] = []
+    i = j = 0
+    for tag, pos_ref, pos_hyp in ops:
+        while i < pos_ref and j < pos_hyp:
+            out.append(Column(EQUAL, ref[i], hyp[j]))
+            i += 1
+            j += 1
+        if tag == "replace":
+            out.append(Column(SUB, ref[i], hyp[j]))
+            i += 1
+            j += 1
+        elif tag == "delete":
+            out.append(Column(DEL, ref[i], ""))
+            i += 1
+        else:
+            out.append(Column(INS, "", hyp[j]))
+            j += 1
+    while i < len(ref) and j < len(hyp):
+        out.append(Column(EQUAL, ref[i], hyp[j]))
+        i += 1
+        j += 1
+    return out
+
+
+def display_width(text: str) -> int:
+    """Terminal cells: wide and full-width characters take two, combining marks none."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One aligned column ready to draw: both sides padded to the same display width."""
+
+    op: str
+    ref: str
+    hyp: str
+    width: int
+
+
+def display_cells(cols: Iterable[Column], gap: str = "*") -> list[Cell]:
+    """Pad each column to the wider side; a missing side shows `gap` repeated to width."""
+    cells = []
+    for col in cols:
+        width = max(display_width(col.ref), display_width(col.hyp), 1)
+        ref = col.ref if col.ref else gap * width
+        hyp = col.hyp if col.hyp else gap * width
+        ref += " " * (width - display_width(ref))
+        hyp += " " * (width - display_width(hyp))
+        cells.append(Cell(col.op, ref, hyp, width))
+    return cells
+
+
+def render_plain(cols: Iterable[Column], sep: str = " ") -> tuple[str, str, str]:
+    """Three lines (REF, HYP, and a marker line with S/D/I under each error), aligned in a terminal."""
+    cells = display_cells(cols)
+    ref = sep.join(c.ref for c in cells)
+    hyp = sep.join(c.hyp for c in cells)
+    marks = sep.join((" " if c.op == EQUAL else c.op).ljust(c.width) for c in cells)
+    return ref, hyp, marks.rstrip()
+
+
+def confusion_pairs(all_columns: Iterable[Iterable[Column]]) -> Counter[tuple[str, str]]:
+    """Substitutions counted per (reference token, hypothesis token), position by position."""
+    counter: Counter[tuple[str, str]] = Counter()
+    for cols in all_columns:
+        for col in cols:
+            if col.op == SUB:
+                counter[(col.ref, col.hyp)] += 1
+    return counter

@@ -207,19 +207,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    root = Path(args.dir or ".").resolve()
-    print(
-        f"kimi-tui {__version__}: the interactive workbench is not in this build yet.\n"
-        "Headless commands:\n"
-        "  kimi-tui init DIR --sample                 a project from the bundled sample\n"
-        "  kimi-tui run STAGE|all --project DIR --wait\n"
-        "  kimi-tui status --project DIR [--json]\n"
-        "  kimi-tui stop RUN --project DIR\n"
-        "  kimi-tui report --project DIR [--format md|json|csv]\n"
-        "  kimi-tui score REF HYP [--json]\n"
-        f"(looked at {root})"
-    )
-    return 0
+    from kimi_tui.tui.app import run
+
+    return run(Path(args.dir) if args.dir else None)
 
 
 def _scoring_options(p: argparse.ArgumentParser) -> None:

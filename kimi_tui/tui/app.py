@@ -1,0 +1,178 @@
+"""The workbench: one screen of tabs over the project folder, keyboard first.
+
+The app holds no state of its own: every panel reads the project folder (config,
+data/, runs/, training/, evaluations/), so closing the app, or losing SSH, never
+touches a run, and reopening it shows the same picture. Slow work happens in
+named workers; a worker that fails opens one modal (ErrorModal), recoverable
+problems are notifications.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from kimi_tui.config import CONFIG_FILENAME
+from kimi_tui.errors import KimiTuiError
+from kimi_tui.project import Project, bundled_path
+from kimi_tui.tui import messages
+from kimi_tui.tui.error_modal import ErrorModal
+from kimi_tui.tui.panel import Panel
+
+PANEL_ORDER = ("dataset", "config", "run", "checkpoints", "evaluation")
+
+
+def _panel_classes() -> list[type[Panel]]:
+    from kimi_tui.tui.checkpoints_panel import CheckpointsPanel
+    from kimi_tui.tui.config_panel import ConfigPanel
+    from kimi_tui.tui.dataset_panel import DatasetPanel
+    from kimi_tui.tui.evaluation_panel import EvaluationPanel
+    from kimi_tui.tui.run_panel import RunPanel
+
+    return [DatasetPanel, ConfigPanel, RunPanel, CheckpointsPanel, EvaluationPanel]
+
+
+def stylesheets() -> list[Path]:
+    folder = bundled_path("styles")
+    return sorted(folder.glob("*.tcss"))
+
+
+class WorkbenchScreen(Screen):
+    """The five panels of one project."""
+
+    BINDINGS = [
+        Binding("1", "show('dataset')", "Dataset", id="tab.dataset", tooltip="Show the Dataset panel"),
+        Binding("2", "show('config')", "Config", id="tab.config", tooltip="Show the Config panel"),
+        Binding("3", "show('run')", "Run", id="tab.run", tooltip="Show the Run panel"),
+        Binding("4", "show('checkpoints')", "Checkpoints", id="tab.checkpoints", tooltip="Show the Checkpoints panel"),
+        Binding("5", "show('evaluation')", "Evaluation", id="tab.evaluation", tooltip="Show the Evaluation panel"),
+    ]
+
+    def __init__(self, project: Project) -> None:
+        super().__init__()
+        self.project = project
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="tab-dataset", id="panels"):
+            for cls in _panel_classes():
+                with TabPane(cls.TITLE, id=f"tab-{cls.PANEL_ID}"):
+                    yield cls(self.project)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.project.root)
+
+    def action_show(self, panel_id: str) -> None:
+        self.query_one(TabbedContent).active = f"tab-{panel_id}"
+        panel = self.panel(panel_id)
+        if panel is not None:
+            panel.focus_default()
+
+    def panel(self, panel_id: str) -> Panel | None:
+        found = self.query(f"#{panel_id}")
+        return found.first(Panel) if found else None
+
+    def panels(self) -> list[Panel]:
+        return list(self.query(Panel))
+
+    def on_config_saved(self, message: messages.ConfigSaved) -> None:
+        try:
+            self.project = Project.load(self.project.root)
+        except KimiTuiError as exc:
+            self.app.notify(str(exc), title="kimi-tui.toml", severity="error")
+            return
+        for panel in self.panels():
+            panel.reload_project(self.project)
+
+    def on_show_finding(self, message: messages.ShowFinding) -> None:
+        self.action_show("dataset")
+        panel = self.panel("dataset")
+        if panel is not None and hasattr(panel, "jump_to"):
+            panel.jump_to(message.split, message.utt_id, message.line)
+
+    def on_run_started(self, message: messages.RunStarted) -> None:
+        run_panel = self.panel("run")
+        if run_panel is not None and hasattr(run_panel, "follow_run"):
+            run_panel.follow_run(message.run_dir)
+
+    def on_models_picked(self, message: messages.ModelsPicked) -> None:
+        panel = self.panel("evaluation")
+        if panel is not None and hasattr(panel, "pick_models"):
+            panel.pick_models(message.names)
+
+
+class KimiTuiApp(App):
+    """kimi-tui [DIR]: the project in DIR, or a start screen when DIR holds none."""
+
+    TITLE = "kimi-tui"
+    CSS_PATH = stylesheets()
+    BINDINGS = [
+        Binding("f1", "help", "Help", id="app.help", tooltip="Every key of the current screen"),
+        Binding("ctrl+p", "command_palette", "Commands", id="app.palette", tooltip="Search every command"),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (runs keep going)"),
+    ]
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(self, root: Path | None = None) -> None:
+        super().__init__()
+        self.root = (root or Path.cwd()).expanduser().resolve()
+        self.project: Project | None = None
+
+    def on_mount(self) -> None:
+        if (self.root / CONFIG_FILENAME).exists():
+            try:
+                self.open_project(self.root)
+                return
+            except KimiTuiError as exc:
+                self.push_screen(ErrorModal(f"Cannot open {self.root}", str(exc)))
+        from kimi_tui.tui.start_screen import StartScreen
+
+        self.push_screen(StartScreen(self.root))
+
+    def open_project(self, root: Path) -> None:
+        self.project = Project.load(root)
+        self.sub_title = str(self.project.root)
+        self.switch_screen(WorkbenchScreen(self.project)) if len(self.screen_stack) > 1 else self.push_screen(
+            WorkbenchScreen(self.project)
+        )
+
+    def action_help(self) -> None:
+        from kimi_tui.tui.help_screen import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("App: help", "Every key of the current screen (F1)", self.action_help)
+        if isinstance(screen, WorkbenchScreen):
+            for panel_id in PANEL_ORDER:
+                yield SystemCommand(
+                    f"Panel: show {panel_id}", f"Switch to the {panel_id.title()} panel",
+                    lambda p=panel_id: screen.action_show(p),
+                )
+            for panel in screen.panels():
+                for title, help_text, callback in panel.palette_commands():
+                    yield SystemCommand(title, help_text, callback)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place background failures surface: as a modal, never a traceback on screen."""
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        if isinstance(error, KimiTuiError):
+            self.push_screen(ErrorModal(f"{event.worker.name} failed", str(error)))
+        else:
+            detail = "".join(traceback.format_exception(type(error), error, error.__traceback__)) if error else ""
+            self.push_screen(ErrorModal(f"{event.worker.name} failed", f"{type(error).__name__}: {error}", detail))
+
+
+def run(root: Path | None = None) -> int:
+    KimiTuiApp(root).run()
+    return 0

@@ -1,0 +1,51 @@
+"""Messages the panels and the app exchange.
+
+Panels never call each other: a panel that changes something on disk posts a
+message, the app forwards it to every panel, and each re-reads what it shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.message import Message
+
+
+class ConfigSaved(Message):
+    """kimi-tui.toml was written: panels that depend on the config re-read the project."""
+
+
+class RunStarted(Message):
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
+class RunsChanged(Message):
+    """Something under runs/ changed (a run started, ended or wrote status)."""
+
+
+class CheckpointsChanged(Message):
+    """A checkpoint-N folder appeared, changed or was deleted."""
+
+
+class EvaluationsChanged(Message):
+    """A new evaluation folder or metrics file appeared."""
+
+
+class ShowFinding(Message):
+    """Jump the Dataset panel to the row a finding names."""
+
+    def __init__(self, split: str, utt_id: str | None, line: int | None) -> None:
+        super().__init__()
+        self.split = split
+        self.utt_id = utt_id
+        self.line = line
+
+
+class ModelsPicked(Message):
+    """Checkpoints marked for evaluation/comparison in the Checkpoints panel."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names = names

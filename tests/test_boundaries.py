@@ -52,10 +52,29 @@ def _modules_after_import(code: str) -> set[str]:
 
 def test_cli_and_ui_side_load_no_heavy_library_at_run_time() -> None:
     loaded = _modules_after_import(
-        "import kimi_tui.cli, kimi_tui.tui, kimi_tui.runs, kimi_tui.pipeline, kimi_tui.project, "
+        "import kimi_tui.cli, kimi_tui.tui.app, kimi_tui.runs, kimi_tui.pipeline, kimi_tui.project, "
         "kimi_tui.engines.whisper, kimi_tui.evaluate, kimi_tui.gpu, kimi_tui.checkpoints, kimi_tui.data"
     )
     assert not set(HEAVY) & loaded
+
+
+def test_the_running_tui_with_every_panel_loads_no_heavy_library(tmp_path) -> None:
+    code = f"""
+import asyncio, sys
+from pathlib import Path
+from kimi_tui.project import init_project
+from kimi_tui.tui.app import KimiTuiApp
+root = init_project(Path({str(tmp_path / 'p')!r}), sample=True).root
+async def main():
+    app = KimiTuiApp(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in "12345":
+            await pilot.press(key)
+            await pilot.pause()
+asyncio.run(main())
+"""
+    loaded = _modules_after_import(code)
+    assert "textual" in loaded and not set(HEAVY) & loaded
 
 
 def test_headless_core_loads_no_textual_at_run_time() -> None:

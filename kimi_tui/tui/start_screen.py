@@ -38,6 +38,10 @@ class StartScreen(Screen):
             yield Button("Open the folder above (o)", id="start-open")
         yield Footer()
 
+    def on_mount(self) -> None:
+        # Letters are shortcuts here: start on a button so they are not typed into a field.
+        self.query_one("#start-sample", Button).focus()
+
     def _dir(self) -> Path:
         return Path(self.query_one("#start-dir", Input).value).expanduser().resolve()
 

@@ -1,0 +1,88 @@
+"""The workbench as a whole: start screen, help, palette, and errors shown as a modal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kimi_tui.project import init_project
+from kimi_tui.tui.app import KimiTuiApp, WorkbenchScreen
+from kimi_tui.tui.error_modal import ErrorModal
+from kimi_tui.tui.help_screen import HelpScreen
+from kimi_tui.tui.start_screen import StartScreen
+
+
+async def test_an_empty_folder_opens_the_start_screen_and_s_creates_the_sample(tmp_path: Path) -> None:
+    app = KimiTuiApp(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, StartScreen)
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, WorkbenchScreen)
+        assert (tmp_path / "sample-project" / "kimi-tui.toml").exists()
+        assert (tmp_path / "sample-project" / "sample" / "audio").is_dir()
+
+
+async def test_number_keys_switch_panels_and_f1_lists_the_keys(tmp_path: Path) -> None:
+    root = init_project(tmp_path / "p", sample=True).root
+    app = KimiTuiApp(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        from textual.widgets import TabbedContent
+
+        for key, tab in (("3", "tab-run"), ("5", "tab-evaluation"), ("1", "tab-dataset")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.screen.query_one(TabbedContent).active == tab
+        await pilot.press("f1")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        keys = {row[0] for row in app.screen.rows()}
+        assert {"f1", "q", "1", "5"} <= {k.lower() for k in keys}
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, WorkbenchScreen)
+
+
+async def test_palette_offers_category_verb_commands(tmp_path: Path) -> None:
+    root = init_project(tmp_path / "p", sample=True).root
+    app = KimiTuiApp(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Panel: show run" in titles and "App: help" in titles
+        assert all(":" in t for t in titles if t.startswith(("Panel", "App", "Run", "Dataset", "Config")))
+
+
+async def test_a_failing_worker_opens_the_error_modal_not_a_traceback(tmp_path: Path) -> None:
+    root = init_project(tmp_path / "p", sample=True).root
+    app = KimiTuiApp(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+
+        def boom() -> None:
+            raise RuntimeError("disk on fire")
+
+        app.run_worker(boom, name="test: boom", thread=True, exit_on_error=False)
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, ErrorModal):
+                break
+        assert isinstance(app.screen, ErrorModal)
+        assert "disk on fire" in app.screen.message and "test: boom" in app.screen.title_text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, WorkbenchScreen)
+
+
+async def test_a_broken_config_opens_with_a_located_error(tmp_path: Path) -> None:
+    root = init_project(tmp_path / "p", sample=True).root
+    config = root / "kimi-tui.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace("epochs =", "epoch ="), encoding="utf-8")
+    app = KimiTuiApp(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        modal = app.screen_stack[-1] if isinstance(app.screen_stack[-1], ErrorModal) else None
+        errors = [s for s in app.screen_stack if isinstance(s, ErrorModal)]
+        assert errors and "did you mean 'epochs'" in errors[0].message
+        del modal

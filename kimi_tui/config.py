@@ -21,13 +21,11 @@ import difflib
 import math
 import os
 import re
+import tomllib
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import tomlkit
-import tomlkit.exceptions
-import tomlkit.items
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
@@ -287,6 +285,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def _fmt_value(value: Any) -> str:
     """``value`` written as TOML."""
+    import tomlkit  # imported on use: it costs ~25 ms at start-up
+    import tomlkit.exceptions
+    import tomlkit.items
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -330,6 +331,9 @@ _STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'')
 
 
 def _split_key(dotted: str) -> tuple[str, ...]:
+    import tomlkit  # imported on use: it costs ~25 ms at start-up
+    import tomlkit.exceptions
+    import tomlkit.items
     parts = re.findall(_KEY_PART, dotted)
     out = []
     for part in parts:
@@ -580,7 +584,10 @@ def _validate(data: Any, source: str, text: str | None) -> ProjectConfig:
 # Public API
 
 
-def _parse_toml(text: str, source: str) -> tomlkit.TOMLDocument:
+def _parse_toml(text: str, source: str) -> Any:
+    import tomlkit  # imported on use: it costs ~25 ms at start-up
+    import tomlkit.exceptions
+    import tomlkit.items
     try:
         return tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as exc:
@@ -597,8 +604,11 @@ def parse_config(text: str, source: str = CONFIG_FILENAME) -> ProjectConfig:
 
     ``source`` starts every error line (pass the path the text came from).
     """
-    doc = _parse_toml(text, source)
-    return _validate(doc.unwrap(), source, text)
+    try:
+        data = tomllib.loads(text)  # fast, stdlib; tomlkit (slower) only to word an error or to save
+    except tomllib.TOMLDecodeError:
+        data = _parse_toml(text, source).unwrap()
+    return _validate(data, source, text)
 
 
 def _config_path(path: str | os.PathLike[str]) -> Path:
@@ -660,6 +670,9 @@ def _same(old: Any, new: Any) -> bool:
 def _append_to_table(table: Any, key: str, item: Any) -> None:
     """Add ``key`` after the table's last key, not after trailing blank lines/comments
     that visually belong to the next table."""
+    import tomlkit  # imported on use: it costs ~25 ms at start-up
+    import tomlkit.exceptions
+    import tomlkit.items
     container = getattr(table, "value", None)
     body = getattr(container, "body", None)
     last_key = None
@@ -684,6 +697,9 @@ def save_config(path: str | os.PathLike[str], config: ProjectConfig) -> None:
     are added only when their value differs from the default. A file that is not
     valid TOML raises ConfigError and is left untouched.
     """
+    import tomlkit  # imported on use: it costs ~25 ms at start-up
+    import tomlkit.exceptions
+    import tomlkit.items
     path = _config_path(path)
     source = str(path)
     # Catch a config mutated into an invalid state before it reaches the disk.
@@ -744,6 +760,9 @@ def _coerce(annotation: Any, raw: str) -> Any:
 
 
 def _coerce_or_fail(annotation: Any, raw: str) -> Any:
+    import tomlkit  # imported on use: it costs ~25 ms at start-up
+    import tomlkit.exceptions
+    import tomlkit.items
     text = raw.strip()
     if annotation is bool:
         low = text.lower()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -18,12 +19,16 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
-from kimi_tui.config import CONFIG_FILENAME
 from kimi_tui.errors import KimiTuiError
-from kimi_tui.project import Project, bundled_path
 from kimi_tui.tui import messages
 from kimi_tui.tui.error_modal import ErrorModal
 from kimi_tui.tui.panel import Panel
+
+if TYPE_CHECKING:
+    from kimi_tui.project import Project
+
+# Not imported from kimi_tui.config: that module (pydantic) loads after the first frame.
+CONFIG_FILENAME = "kimi-tui.toml"
 
 PANEL_ORDER = ("dataset", "config", "run", "checkpoints", "evaluation")
 
@@ -39,8 +44,11 @@ def _panel_classes() -> list[type[Panel]]:
 
 
 def stylesheets() -> list[Path]:
-    folder = bundled_path("styles")
-    return sorted(folder.glob("*.tcss"))
+    here = Path(__file__).resolve().parents[1]
+    for folder in (here / "_bundled" / "styles", here.parent / "styles"):
+        if folder.is_dir():
+            return sorted(folder.glob("*.tcss"))
+    return []
 
 
 class WorkbenchScreen(Screen):
@@ -82,6 +90,8 @@ class WorkbenchScreen(Screen):
         return list(self.query(Panel))
 
     def on_config_saved(self, message: messages.ConfigSaved) -> None:
+        from kimi_tui.project import Project
+
         try:
             self.project = Project.load(self.project.root)
         except KimiTuiError as exc:
@@ -124,7 +134,15 @@ class KimiTuiApp(App):
         self.root = (root or Path.cwd()).expanduser().resolve()
         self.project: Project | None = None
 
+    def compose(self) -> ComposeResult:
+        yield Footer()
+
     def on_mount(self) -> None:
+        # Paint first (the footer, within a bare app's start-up time), then load the
+        # project: the config's validation library costs ~0.1 s to import.
+        self.set_timer(0.02, self._open_initial)
+
+    def _open_initial(self) -> None:
         if (self.root / CONFIG_FILENAME).exists():
             try:
                 self.open_project(self.root)
@@ -136,6 +154,8 @@ class KimiTuiApp(App):
         self.push_screen(StartScreen(self.root))
 
     def open_project(self, root: Path) -> None:
+        from kimi_tui.project import Project
+
         self.project = Project.load(root)
         self.sub_title = str(self.project.root)
         self.switch_screen(WorkbenchScreen(self.project)) if len(self.screen_stack) > 1 else self.push_screen(

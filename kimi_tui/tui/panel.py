@@ -9,11 +9,12 @@ failure the app turns into a modal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.containers import Vertical
 
-from kimi_tui.project import Project
+if TYPE_CHECKING:
+    from kimi_tui.project import Project
 
 PaletteCommand = tuple[str, str, Callable[[], object]]  # ("Run: start all", help text, callback)
 

@@ -1,0 +1,231 @@
+"""The Run panel as a user at 80x24 sees it: stages, a started stage's log and
+state, a run started elsewhere picked up and followed, a log that stays bounded,
+the GPU view with and without a driver, and a stop that asks first.
+
+Fake runs are run directories written by the test (status.json says running, the
+supervisor pid is this test process, so the run counts as alive); none of them
+records a process group, so even a confirmed stop could never signal pytest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from kimi_tui.gpu import GpuProcess, GpuReading, GpuSnapshot, read_gpus
+from kimi_tui.project import init_project
+from kimi_tui.tui.app import KimiTuiApp
+from kimi_tui.tui.confirm_modal import ConfirmModal
+from kimi_tui.tui.run_panel import RunPanel
+from kimi_tui.tui.widgets import gpu_view
+from kimi_tui.tui.widgets.log_view import MAX_LINES, LogView
+from kimi_tui.tui.widgets.stage_list import StageList
+
+SIZE = (80, 24)
+
+
+@pytest.fixture
+def project(tmp_path):
+    return init_project(tmp_path / "p", sample=True)
+
+
+def screen_text(app) -> str:
+    """The screen as plain text, the way export_screenshot sees it."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def wait_until(pilot, predicate, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{screen_text(pilot.app)}")
+
+
+async def open_run_panel(pilot) -> RunPanel:
+    await pilot.pause()
+    pilot.app.screen.action_show("run")  # what key 3 does (another panel's input may hold the focus)
+    await pilot.pause()
+    return pilot.app.screen.query_one(RunPanel)
+
+
+def fake_run(project, stage: str = "train", lines: str = "", events: list[dict] | None = None, **status) -> Path:
+    run_id = time.strftime("%Y%m%d-%H%M%S-000000") + f"-{stage}"
+    run_dir = project.runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    now = time.time()
+    (run_dir / "status.json").write_text(json.dumps({
+        "run_id": run_id, "stage": stage, "state": "running", "created": now, "started": now,
+        "host": socket.gethostname(), "supervisor_pid": os.getpid(), "pid": os.getpid(), **status,
+    }))
+    (run_dir / "stdout.log").write_text(lines, encoding="utf-8")
+    with open(run_dir / "events.jsonl", "w", encoding="utf-8") as fh:
+        for event in events or []:
+            fh.write(json.dumps(event) + "\n")
+    return run_dir
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as fh:
+        fh.write(data)
+
+
+def progress_events(step: int, total: int, t0: float, loss: float | None = None) -> bytes:
+    out = [{"t": t0 + step / 10, "type": "progress", "step": step, "total": total}]
+    if loss is not None:
+        out.append({"t": t0 + step / 10, "type": "metric", "step": step, "loss": loss, "learning_rate": 1e-5})
+    return "".join(json.dumps(e) + "\n" for e in out).encode()
+
+
+async def test_lists_every_stage_and_says_idle(project):
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "idle" in str(panel.border_title), "the idle status")
+        text = screen_text(app)
+        for stage in ("prepare", "extract", "convert", "train", "export", "evaluate", "all"):
+            assert stage in text
+        assert "never run" in text
+        assert str(panel.border_title) == "Run · idle"
+        assert app.focused is panel.query_one(StageList)
+
+
+async def test_shows_no_nvidia_gpu_on_a_machine_without_a_driver(project):
+    if read_gpus().available:
+        pytest.skip("this machine has an NVIDIA GPU")
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "no NVIDIA GPU" in screen_text(app), "the no-GPU state")
+
+
+async def test_gpu_processes_are_tagged_with_the_run_that_owns_them(project, monkeypatch):
+    snapshot = GpuSnapshot(True, "", [GpuReading(0, "NVIDIA H100 80GB HBM3", 30 * 1024**3, 80 * 1024**3, 87,
+                                                 [GpuProcess(os.getpid(), 12 * 1024**3)])])
+    monkeypatch.setattr(gpu_view, "read_gpus", lambda: snapshot)
+    fake_run(project, "train", "training\n", pgid=os.getpgid(0))  # this test's own group: "the run's"
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "train running" in str(panel.border_title), "the fake run")
+        if panel.has_class("-chart-loss"):
+            await pilot.press("g")
+        await wait_until(pilot, lambda: f"pid {os.getpid()} train" in screen_text(app), "the process tagged train")
+        text = screen_text(app)
+        assert "H100 80GB HBM3" in text and "87%" in text
+        assert "30.0/80 GiB" in text and "12.0 GiB" in text
+
+
+async def test_starting_prepare_with_its_key_runs_it_and_shows_its_log(project):
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        assert panel.query_one(StageList).selected_stage == "prepare"
+        await pilot.press("s")
+        await wait_until(pilot, lambda: list(project.runs_dir.glob("*-prepare")), "runs/*-prepare")
+        log = panel.query_one(LogView)
+        await wait_until(pilot, lambda: any("samples written" in line for line in log.lines), "prepare's output")
+        await wait_until(pilot, lambda: panel.query_one(StageList).states["prepare"] == "succeeded",
+                         "prepare to succeed", timeout=20)
+        await wait_until(pilot, lambda: "prepare succeeded" in str(panel.border_title), "the status")
+        text = screen_text(app)
+        assert "samples written" in text
+        assert "✔ prepare  succeeded" in text
+
+
+async def test_a_stage_that_cannot_start_says_why_and_starts_nothing(project):
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await pilot.press("down")  # extract, which needs prepare's output
+        await pilot.press("s")
+        await wait_until(pilot, lambda: any("run the prepare stage first" in n.message for n in app._notifications),
+                         "the notification")
+        assert [n.severity for n in app._notifications] == ["error"]
+        assert not list(project.runs_dir.glob("*-extract"))
+        assert not isinstance(app.screen, ConfirmModal) and app.screen is panel.screen  # no modal
+
+
+async def test_an_existing_run_is_followed_live(project):
+    t0 = time.time()
+    run_dir = fake_run(project, "train", "loading model\nstep 1 of 200\n",
+                       [json.loads(line) for line in progress_events(50, 200, t0, loss=2.5).decode().splitlines()])
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        log = panel.query_one(LogView)
+        await wait_until(pilot, lambda: "step 1 of 200" in screen_text(app), "the existing log lines")
+        await wait_until(pilot, lambda: "train running 50/200" in str(panel.border_title), "progress in the status")
+        assert "50/200" in screen_text(app)
+
+        # More output: a line cut mid-character, a redrawn progress bar, an invalid byte.
+        first, rest = "训练".encode()[:2], "训练".encode()[2:]
+        append(run_dir / "stdout.log", b"step 2 " + first)
+        append(run_dir / "stdout.log", rest + b" of 200\n\r 50%|###   \r100%|######\nbad \xff byte\nhalf a li")
+        append(run_dir / "events.jsonl", progress_events(100, 200, t0, loss=1.5) + b'{"t": 1, "type": "prog')
+        await wait_until(pilot, lambda: "step 2 训练 of 200" in log.lines, "the appended lines")
+        await wait_until(pilot, lambda: "100/200" in str(panel.border_title), "the new progress")
+        assert "100%|######" in log.lines and not any("50%" in line for line in log.lines)
+        assert "bad \ufffd byte" in log.lines
+        assert log.partial == "half a li"
+        text = screen_text(app)
+        assert "step 2 训练 of 200" in text and "half a li" in text and "100/200" in text
+        assert "ETA" in str(panel.border_title)
+        assert panel.progress.loss == 1.5
+
+        append(run_dir / "stdout.log", b"ne\n")
+        await wait_until(pilot, lambda: "half a line" in log.lines and not log.partial, "the line completed")
+
+
+async def test_the_log_keeps_at_most_its_bound(project):
+    run_dir = fake_run(project, "extract", "".join(f"old line {i}\n" for i in range(MAX_LINES + 5000)))
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        panel = app.screen.query_one(RunPanel)  # read while its tab is still hidden
+        log = panel.query_one(LogView)
+        last_old = f"old line {MAX_LINES + 4999}"
+        await wait_until(pilot, lambda: log.lines and log.lines[-1] == last_old, "the old lines")
+        assert len(log.lines) == MAX_LINES
+        await open_run_panel(pilot)
+        await wait_until(pilot, lambda: last_old in screen_text(app), "the newest line in view")
+        # 12,000 more in one go, as a fast writer would
+        append(run_dir / "stdout.log", "".join(f"new line {i}\n" for i in range(12_000)).encode())
+        await wait_until(pilot, lambda: log.lines[-1] == "new line 11999", "the new lines")
+        assert len(log.lines) == MAX_LINES
+        assert log.lines[0] == "new line 2000"
+        await wait_until(pilot, lambda: "new line 11999" in screen_text(app), "the newest line in view")
+
+
+async def test_stop_asks_first(project):
+    run_dir = fake_run(project, "train", "training\n")  # no pgid: nothing can be signalled
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "train running" in str(panel.border_title), "the run")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question")
+        assert "Stop the train run" in screen_text(app)
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmModal)
+        assert json.loads((run_dir / "status.json").read_text())["state"] == "running"
+
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question again")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: json.loads((run_dir / "status.json").read_text())["state"] == "stopped",
+                         "the run to be stopped")
+        await wait_until(pilot, lambda: panel.query_one(StageList).states["train"] == "stopped", "the stage list")

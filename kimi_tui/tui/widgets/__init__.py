@@ -1,0 +1,1 @@
+"""Reusable widgets of the workbench that the stock Textual widgets do not cover."""

@@ -80,7 +80,9 @@ class WorkbenchScreen(Screen):
         self.query_one(TabbedContent).active = f"tab-{panel_id}"
         panel = self.panel(panel_id)
         if panel is not None:
-            panel.focus_default()
+            # After the switch is drawn: focusing a widget of a still-hidden pane fails, and
+            # focus left in the old pane would switch the tabs straight back.
+            self.call_after_refresh(panel.focus_default)
 
     def panel(self, panel_id: str) -> Panel | None:
         found = self.query(f"#{panel_id}")
@@ -182,15 +184,18 @@ class KimiTuiApp(App):
                     yield SystemCommand(title, help_text, callback)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """The one place background failures surface: as a modal, never a traceback on screen."""
-        if event.state != WorkerState.ERROR:
-            return
-        error = event.worker.error
+        if event.state == WorkerState.ERROR:
+            self.report_worker_failure(event.worker)
+
+    def report_worker_failure(self, worker: Worker) -> None:
+        """The one place background failures surface (panels forward theirs here): a modal,
+        never a traceback on screen."""
+        error = worker.error
         if isinstance(error, KimiTuiError):
-            self.push_screen(ErrorModal(f"{event.worker.name} failed", str(error)))
+            self.push_screen(ErrorModal(f"{worker.name} failed", str(error)))
         else:
             detail = "".join(traceback.format_exception(type(error), error, error.__traceback__)) if error else ""
-            self.push_screen(ErrorModal(f"{event.worker.name} failed", f"{type(error).__name__}: {error}", detail))
+            self.push_screen(ErrorModal(f"{worker.name} failed", f"{type(error).__name__}: {error}", detail))
 
 
 def run(root: Path | None = None) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.containers import Vertical
+from textual.worker import Worker, WorkerState
 
 if TYPE_CHECKING:
     from kimi_tui.project import Project
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 PaletteCommand = tuple[str, str, Callable[[], object]]  # ("Run: start all", help text, callback)
 
 
-class Panel(Vertical):
+class Panel(Vertical, can_focus=True):
     PANEL_ID: ClassVar[str] = "panel"
     TITLE: ClassVar[str] = "Panel"
 
@@ -38,9 +39,16 @@ class Panel(Vertical):
     def palette_commands(self) -> list[PaletteCommand]:
         return []
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Worker.StateChanged does not bubble: hand this panel's failed workers to the app,
+        the one place failures become a modal."""
+        if event.state == WorkerState.ERROR and event.worker.node is self:
+            self.app.report_worker_failure(event.worker)
+
     def focus_default(self) -> None:
         """Put the keyboard where the panel's main work happens (its first focusable widget)."""
         for widget in self.query("*"):
             if widget.focusable:
                 widget.focus()
                 return
+        self.focus()  # nothing to focus yet: the panel itself, so its keys work and focus leaves the old tab

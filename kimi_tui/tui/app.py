@@ -77,6 +77,7 @@ class WorkbenchScreen(Screen):
         self.sub_title = str(self.project.root)
 
     def action_show(self, panel_id: str) -> None:
+        self.set_focus(None)  # focus left in the hidden pane would make Textual switch back to it
         self.query_one(TabbedContent).active = f"tab-{panel_id}"
         panel = self.panel(panel_id)
         if panel is not None:

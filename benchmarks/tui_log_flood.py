@@ -4,8 +4,8 @@ Usage: python benchmarks/tui_log_flood.py [--seconds 30] [--rate 10000]
 
 The flood is a real detached run (runs/<id>/stdout.log, written by its own
 process). The workbench runs headless at 80x24 (Textual's Pilot) with the Run
-panel following it. Every 0.25 s a key is pressed (`g`, which toggles the Run
-panel's chart) and the time until its action has run is measured; the process's
+panel following it. Every 0.25 s a key is pressed (`t`, which toggles the Run
+panel's log follow-tail) and the time until its action has run is measured; the process's
 resident memory is read every second. Printed: lines written, key latency
 (median, 95th percentile, max; target: within 100 ms), memory at start, peak
 and end (target: bounded), and how many lines the log view holds. The baseline,
@@ -50,7 +50,7 @@ def rss_mb() -> float:
 
 async def press_latencies(app, pilot, panel, seconds: float, memory: list[float]) -> list[float]:
     latencies: list[float] = []
-    original = panel.action_toggle_chart
+    original = panel.action_toggle_tail
     done = asyncio.Event()
     state = {"t0": 0.0}
 
@@ -59,13 +59,13 @@ async def press_latencies(app, pilot, panel, seconds: float, memory: list[float]
         latencies.append(time.perf_counter() - state["t0"])
         done.set()
 
-    panel.action_toggle_chart = timed
+    panel.action_toggle_tail = timed
     end = time.perf_counter() + seconds
     next_mem = 0.0
     while time.perf_counter() < end:
         done.clear()
         state["t0"] = time.perf_counter()
-        await pilot.press("g")
+        await pilot.press("t")
         try:
             await asyncio.wait_for(done.wait(), timeout=5)
         except asyncio.TimeoutError:
@@ -74,7 +74,7 @@ async def press_latencies(app, pilot, panel, seconds: float, memory: list[float]
             memory.append(rss_mb())
             next_mem = time.perf_counter() + 1
         await asyncio.sleep(0.25)
-    panel.action_toggle_chart = original
+    panel.action_toggle_tail = original
     return latencies
 
 
@@ -93,8 +93,9 @@ async def main_async(seconds: float, rate: int) -> int:
     root = init_project(Path(tempfile.mkdtemp(prefix="kimi-tui-flood-")) / "p", sample=True).root
     app = KimiTuiApp(root)
     async with app.run_test(size=(80, 24)) as pilot:
-        while not isinstance(app.screen, WorkbenchScreen):
+        while not isinstance(app.screen, WorkbenchScreen) or app.screen.panel("run") is None:
             await pilot.pause(0.05)
+        await pilot.pause(0.5)
         app.screen.action_show("run")
         await pilot.pause(0.5)
         panel = app.screen.panel("run")

@@ -55,11 +55,11 @@ class WorkbenchScreen(Screen):
     """The five panels of one project."""
 
     BINDINGS = [
-        Binding("1", "show('dataset')", "Dataset", id="tab.dataset", tooltip="Show the Dataset panel"),
-        Binding("2", "show('config')", "Config", id="tab.config", tooltip="Show the Config panel"),
-        Binding("3", "show('run')", "Run", id="tab.run", tooltip="Show the Run panel"),
-        Binding("4", "show('checkpoints')", "Checkpoints", id="tab.checkpoints", tooltip="Show the Checkpoints panel"),
-        Binding("5", "show('evaluation')", "Evaluation", id="tab.evaluation", tooltip="Show the Evaluation panel"),
+        Binding("1", "show('dataset')", "Dataset", id="tab.dataset", tooltip="Show the Dataset panel", show=False),
+        Binding("2", "show('config')", "Config", id="tab.config", tooltip="Show the Config panel", show=False),
+        Binding("3", "show('run')", "Run", id="tab.run", tooltip="Show the Run panel", show=False),
+        Binding("4", "show('checkpoints')", "Checkpoints", id="tab.checkpoints", tooltip="Show the Checkpoints panel", show=False),
+        Binding("5", "show('evaluation')", "Evaluation", id="tab.evaluation", tooltip="Show the Evaluation panel", show=False),
     ]
 
     def __init__(self, project: Project) -> None:
@@ -68,8 +68,9 @@ class WorkbenchScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="tab-dataset", id="panels"):
-            for cls in _panel_classes():
-                with TabPane(cls.TITLE, id=f"tab-{cls.PANEL_ID}"):
+            # The digit in each tab's label is its key (the footer keeps its room for the panel's keys).
+            for number, cls in enumerate(_panel_classes(), 1):
+                with TabPane(f"{number} {cls.TITLE}", id=f"tab-{cls.PANEL_ID}"):
                     yield cls(self.project)
         yield Footer()
 
@@ -127,7 +128,6 @@ class KimiTuiApp(App):
     CSS_PATH = stylesheets()
     BINDINGS = [
         Binding("f1", "help", "Help", id="app.help", tooltip="Every key of the current screen"),
-        Binding("ctrl+p", "command_palette", "Commands", id="app.palette", tooltip="Search every command"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Quit (runs keep going)"),
     ]
     ENABLE_COMMAND_PALETTE = True

@@ -57,7 +57,10 @@ async def wait_until(pilot, predicate, what: str, timeout: float = 10.0) -> None
 async def open_run_panel(pilot) -> RunPanel:
     await pilot.pause()
     pilot.app.screen.action_show("run")  # what key 3 does (another panel's input may hold the focus)
-    await pilot.pause()
+    for _ in range(100):  # the panel is built on first show
+        await pilot.pause(0.02)
+        if pilot.app.screen.query(RunPanel):
+            break
     return pilot.app.screen.query_one(RunPanel)
 
 

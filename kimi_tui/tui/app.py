@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from kimi_tui.errors import KimiTuiError
@@ -30,17 +30,23 @@ if TYPE_CHECKING:
 # Not imported from kimi_tui.config: that module (pydantic) loads after the first frame.
 CONFIG_FILENAME = "kimi-tui.toml"
 
-PANEL_ORDER = ("dataset", "config", "run", "checkpoints", "evaluation")
+# (panel id, tab title, module, class): modules are imported when their panel is first built,
+# so start-up pays only for the Dataset panel.
+PANELS = (
+    ("dataset", "Dataset", "kimi_tui.tui.dataset_panel", "DatasetPanel"),
+    ("config", "Config", "kimi_tui.tui.config_panel", "ConfigPanel"),
+    ("run", "Run", "kimi_tui.tui.run_panel", "RunPanel"),
+    ("checkpoints", "Checkpoints", "kimi_tui.tui.checkpoints_panel", "CheckpointsPanel"),
+    ("evaluation", "Evaluation", "kimi_tui.tui.evaluation_panel", "EvaluationPanel"),
+)
+PANEL_ORDER = tuple(p[0] for p in PANELS)
 
 
-def _panel_classes() -> list[type[Panel]]:
-    from kimi_tui.tui.checkpoints_panel import CheckpointsPanel
-    from kimi_tui.tui.config_panel import ConfigPanel
-    from kimi_tui.tui.dataset_panel import DatasetPanel
-    from kimi_tui.tui.evaluation_panel import EvaluationPanel
-    from kimi_tui.tui.run_panel import RunPanel
+def panel_class(panel_id: str) -> type[Panel]:
+    import importlib
 
-    return [DatasetPanel, ConfigPanel, RunPanel, CheckpointsPanel, EvaluationPanel]
+    _, _, module, name = next(p for p in PANELS if p[0] == panel_id)
+    return getattr(importlib.import_module(module), name)
 
 
 def stylesheets() -> list[Path]:
@@ -69,22 +75,42 @@ class WorkbenchScreen(Screen):
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="tab-dataset", id="panels"):
             # The digit in each tab's label is its key (the footer keeps its room for the panel's keys).
-            for number, cls in enumerate(_panel_classes(), 1):
-                with TabPane(f"{number} {cls.TITLE}", id=f"tab-{cls.PANEL_ID}"):
-                    yield cls(self.project)
+            for number, (panel_id, title, _, _) in enumerate(PANELS, 1):
+                with TabPane(f"{number} {title}", id=f"tab-{panel_id}"):
+                    if panel_id == "dataset":
+                        yield panel_class(panel_id)(self.project)
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = str(self.project.root)
+        # The other panels are built after the first frame, one per refresh, so the screen
+        # appears at once and stays responsive; a panel asked for earlier is built on demand.
+        self.set_timer(0.3, self._build_next_panel)
+
+    def _build_next_panel(self) -> None:
+        missing = [p for p in PANEL_ORDER if self.panel(p) is None]
+        if missing:
+            self.ensure_panel(missing[0])
+            self.call_after_refresh(self._build_next_panel)
+
+    def ensure_panel(self, panel_id: str) -> Panel:
+        panel = self.panel(panel_id)
+        if panel is None:
+            panel = panel_class(panel_id)(self.project)
+            self.query_one(f"#tab-{panel_id}", TabPane).mount(panel)
+        return panel
 
     def action_show(self, panel_id: str) -> None:
         self.set_focus(None)  # focus left in the hidden pane would make Textual switch back to it
         self.query_one(TabbedContent).active = f"tab-{panel_id}"
-        panel = self.panel(panel_id)
-        if panel is not None:
-            # After the switch is drawn: focusing a widget of a still-hidden pane fails, and
-            # focus left in the old pane would switch the tabs straight back.
-            self.call_after_refresh(panel.focus_default)
+        panel = self.ensure_panel(panel_id)
+        # After the switch is drawn: focusing a widget of a still-hidden pane fails, and
+        # focus left in the old pane would switch the tabs straight back.
+        self.call_after_refresh(panel.focus_default)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id:  # a tab clicked with the mouse
+            self.ensure_panel(event.pane.id.removeprefix("tab-"))
 
     def panel(self, panel_id: str) -> Panel | None:
         found = self.query(f"#{panel_id}")
@@ -111,14 +137,14 @@ class WorkbenchScreen(Screen):
             panel.jump_to(message.split, message.utt_id, message.line)
 
     def on_run_started(self, message: messages.RunStarted) -> None:
-        run_panel = self.panel("run")
-        if run_panel is not None and hasattr(run_panel, "follow_run"):
-            run_panel.follow_run(message.run_dir)
+        run_panel = self.ensure_panel("run")
+        if hasattr(run_panel, "follow_run"):
+            run_panel.call_after_refresh(run_panel.follow_run, message.run_dir)
 
     def on_models_picked(self, message: messages.ModelsPicked) -> None:
-        panel = self.panel("evaluation")
-        if panel is not None and hasattr(panel, "pick_models"):
-            panel.pick_models(message.names)
+        panel = self.ensure_panel("evaluation")
+        if hasattr(panel, "pick_models"):
+            panel.call_after_refresh(panel.pick_models, message.names)
 
 
 class KimiTuiApp(App):
@@ -138,12 +164,13 @@ class KimiTuiApp(App):
         self.project: Project | None = None
 
     def compose(self) -> ComposeResult:
+        yield Static(f"kimi-tui: opening {self.root} …", id="opening")
         yield Footer()
 
     def on_mount(self) -> None:
-        # Paint first (the footer, within a bare app's start-up time), then load the
-        # project: the config's validation library costs ~0.1 s to import.
-        self.set_timer(0.02, self._open_initial)
+        # Paint first, then load the project: the config's validation library alone costs
+        # ~0.1 s to import, and the user should see the app answer at once.
+        self.call_after_refresh(self._open_initial)
 
     def _open_initial(self) -> None:
         if (self.root / CONFIG_FILENAME).exists():

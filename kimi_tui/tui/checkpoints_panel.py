@@ -1,16 +1,467 @@
-"""PLACEHOLDER until the Checkpoints panel lands."""
+"""The Checkpoints panel: what training has saved, kept current while it runs.
+
+Why it works this way:
+
+* The folders are the truth (``checkpoints.list_checkpoints``): a checkpoint-N
+  folder without its trainer_state.json or weights is a save that was cut short
+  and is shown as incomplete, never offered for evaluation. training/final and
+  exports/final are listed too, because they are what export and evaluation use.
+* It updates by itself while a run saves: ``watchfiles`` watches training/ (or,
+  until training/ exists, the project folder non-recursively, to see it appear).
+  Notifications do not work everywhere (NFS home directories on GPU clusters,
+  inotify limits), so every wake-up, including a timeout every 2 s, also
+  compares a cheap stat signature of the folders: the panel is right even when
+  no event ever arrives. Listing (which sums folder sizes) runs in a worker.
+* Marks (space) say which models to compare: ``e`` hands them to the
+  Evaluation panel (ModelsPicked), ``c`` writes them to ``[eval] checkpoints``
+  in kimi-tui.toml (read from disk, changed, saved with comments kept), so the
+  evaluate stage scores exactly those.
+* Deleting frees the disk space big checkpoints take (ZeRO-3 ones carry
+  ~125 GB of optimizer state each), so it is offered, but only after a
+  confirmation that names the folder and its size, and only for checkpoint-N
+  folders inside training/.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.widgets import Static
+import asyncio
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-from kimi_tui.tui.panel import Panel
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable, Static
+from textual.worker import get_current_worker
+
+from kimi_tui.checkpoints import CHECKPOINT_RE, list_checkpoints
+from kimi_tui.config import load_config, save_config, set_field
+from kimi_tui.project import Project
+from kimi_tui.tui import messages
+from kimi_tui.tui.confirm_modal import ConfirmModal
+from kimi_tui.tui.panel import Panel, PaletteCommand
+
+POLL_S = 2.0  # the stat-signature check, whether or not the watcher reports anything
+META_FILE = "kimi_tui_model.json"  # written by the whisper worker into final/ and exports/final/
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+@dataclass
+class Entry:
+    """One row: a checkpoint-N folder, training/final or exports/final."""
+
+    key: str  # the model's name for evaluation: "checkpoint-30", "final", "export"
+    label: str
+    kind: str  # "checkpoint" | "final" | "export"
+    path: Path
+    step: int | None
+    loss: float | None
+    size_bytes: int
+    mtime: float
+    complete: bool
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+def human_age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for limit, unit, div in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
+        if seconds < limit:
+            return f"{int(seconds // div)}{unit} ago"
+    return f"{int(seconds // 86400)}d ago"
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink():
+                total += p.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def _final_entry(key: str, label: str, kind: str, folder: Path, losses: dict[int, float | None]) -> Entry | None:
+    if not folder.is_dir():
+        return None
+    step = None
+    try:
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        step = int(meta["step"]) if isinstance(meta, dict) and "step" in meta else None
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    complete = (folder / "config.json").is_file() and any((folder / w).exists() for w in WEIGHT_FILES)
+    try:
+        mtime = folder.stat().st_mtime
+    except OSError:
+        return None
+    return Entry(key, label, kind, folder, step, losses.get(step) if step is not None else None,
+                 _folder_size(folder), mtime, complete)
+
+
+def scan(project: Project) -> list[Entry]:
+    """Every row, in step order, then final and export (blocking: sums folder sizes)."""
+    entries = []
+    losses: dict[int, float | None] = {}
+    for c in list_checkpoints(project.training_dir):
+        losses[c.step] = c.loss
+        entries.append(Entry(c.name, c.name, "checkpoint", c.path, c.step, c.loss, c.size_bytes, c.mtime, c.complete))
+    for key, label, kind, folder in (
+        ("final", "training/final", "final", project.training_dir / "final"),
+        ("export", "exports/final", "export", project.export_dir),
+    ):
+        entry = _final_entry(key, label, kind, folder, losses)
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def signature(project: Project) -> tuple:
+    """A cheap fingerprint of what the table shows: names, mtimes and state files (stat only)."""
+    parts: list[tuple] = []
+    for folder in (project.training_dir, project.export_dir.parent):
+        try:
+            children = sorted(folder.iterdir())
+        except OSError:
+            parts.append((str(folder), None))
+            continue
+        for child in children:
+            if not (CHECKPOINT_RE.match(child.name) or child.name == "final"):
+                continue
+            stamp = []
+            for name in ("", "trainer_state.json", "config.json", *WEIGHT_FILES):
+                try:
+                    st = (child / name).stat() if name else child.stat()
+                    stamp.append((name, st.st_mtime_ns, st.st_size))
+                except OSError:
+                    pass
+            parts.append((str(child), tuple(stamp)))
+    return tuple(parts)
+
+
+class Deliver(Message, bubble=False):
+    """A worker thread's result, handed to the UI thread without waiting.
+
+    ``app.call_from_thread`` blocks the worker thread until the UI ran the
+    callback, and blocks forever if the app stops first (a thread that never
+    ends then holds up the interpreter's exit); posting a message never waits.
+    """
+
+    def __init__(self, callback: Callable[..., object], *args: object) -> None:
+        super().__init__()
+        self.callback = callback
+        self.args = args
 
 
 class CheckpointsPanel(Panel):
     PANEL_ID = "checkpoints"
     TITLE = "Checkpoints"
 
+    BINDINGS = [
+        Binding("space", "toggle_mark", "Mark", id="checkpoints.mark",
+                tooltip="Mark or unmark the row for evaluation / comparison"),
+        Binding("a", "mark_all", "Mark all", id="checkpoints.mark_all", show=False,
+                tooltip="Mark every complete checkpoint (again: clear the marks)"),
+        Binding("e", "evaluate", "Evaluate", id="checkpoints.evaluate",
+                tooltip="Send the marked models to the Evaluation panel"),
+        Binding("c", "set_eval", "Set [eval]", id="checkpoints.set_eval",
+                tooltip="Write the marked checkpoints to [eval] checkpoints in kimi-tui.toml"),
+        Binding("x", "export_note", "Export", id="checkpoints.export", show=False,
+                tooltip="What the export stage exports (training/final)"),
+        Binding("d,delete", "delete", "Delete", id="checkpoints.delete",
+                tooltip="Delete the checkpoint folder under the cursor (asks first)"),
+        Binding("r", "refresh", "Refresh", id="checkpoints.refresh", show=False, tooltip="Re-read training/ now"),
+    ]
+
+    def __init__(self, project: Project, **kwargs) -> None:
+        super().__init__(project, **kwargs)
+        self.entries: list[Entry] = []
+        self.marked: set[str] = set()
+        self._loaded = False
+        self._stop = threading.Event()
+        self._signature: tuple | None = None
+        self.watching = "starting"  # what the watcher does now (shown in the hint line): for debugging too
+
     def compose(self) -> ComposeResult:
-        yield Static("Checkpoints")
+        yield DataTable(id="checkpoints-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="checkpoints-hint", markup=False)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column(" ", key="mark", width=1)
+        table.add_column("name", key="name", width=16)
+        table.add_column("step", key="step", width=6)
+        table.add_column("loss", key="loss", width=8)
+        table.add_column("size", key="size", width=9)
+        table.add_column("age", key="age", width=8)
+        table.add_column("state", key="state", width=10)
+        self._update_status()
+        self.refresh_checkpoints()
+        self._watch()
+        self.set_interval(30, self._render_rows)  # ages move on
+
+    def on_unmount(self) -> None:
+        self._stop.set()
+
+    def focus_default(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def deliver(self, callback: Callable[..., object], *args: object) -> None:
+        """From a worker thread: run ``callback(*args)`` on the UI thread, without waiting for it."""
+        try:
+            self.post_message(Deliver(callback, *args))
+        except RuntimeError:  # the app's loop is already closed: nobody is left to show it
+            pass
+
+    @on(Deliver)
+    def _on_deliver(self, message: Deliver) -> None:
+        message.stop()
+        message.callback(*message.args)
+
+    # ------------------------------------------------------------------ reading
+
+    def refresh_checkpoints(self) -> None:
+        self._scan_worker(self.project)
+
+    @work(thread=True, exclusive=True, group="checkpoints-scan", name="list checkpoints", exit_on_error=False)
+    def _scan_worker(self, project: Project) -> None:
+        sig = signature(project)
+        entries = scan(project)
+        if not get_current_worker().is_cancelled:
+            self.deliver(self._show, entries, sig)
+
+    @work(exclusive=True, group="checkpoints-watch", name="watch checkpoints", exit_on_error=False)
+    async def _watch(self) -> None:
+        """Refresh when training/ changes: notifications when they work, a stat check every POLL_S anyway."""
+        try:
+            from watchfiles import awatch
+        except ImportError:  # pragma: no cover - a dependency, but never fatal
+            awatch = None
+        while not self._stop.is_set():
+            project = self.project
+            training = project.training_dir
+            exists = training.is_dir()
+            target, recursive = (training, True) if exists else (project.root, False)
+            try:
+                if awatch is None:
+                    raise OSError("watchfiles is not installed")
+                self.watching = f"watching {target}"
+                async for changes in awatch(
+                    target, recursive=recursive, stop_event=self._stop, debounce=300,
+                    rust_timeout=int(POLL_S * 1000), yield_on_timeout=True, watch_filter=None,
+                ):
+                    await self._check(bool(changes))
+                    if training.is_dir() != exists or self.project.root != project.root:
+                        break  # training/ appeared or vanished: watch the other target
+            except Exception as exc:  # notify unavailable here (inotify limit, permissions): poll instead
+                self.watching = f"polling every {POLL_S:g} s ({type(exc).__name__}: {exc})"
+                await asyncio.sleep(POLL_S)
+                await self._check(False)
+
+    async def _check(self, changed: bool) -> None:
+        sig = await asyncio.to_thread(signature, self.project)
+        if changed or sig != self._signature:
+            self._signature = sig
+            self.refresh_checkpoints()
+
+    def _show(self, entries: list[Entry], sig: tuple) -> None:
+        before = {(e.key, e.complete) for e in self.entries}
+        self._signature = sig
+        self.entries = entries
+        keys = {e.key for e in entries}
+        self.marked &= keys
+        first, self._loaded = not self._loaded, True
+        self._render_rows()
+        if not first and before != {(e.key, e.complete) for e in entries}:
+            self.post_message(messages.CheckpointsChanged())
+
+    def _render_rows(self) -> None:
+        table = self.query_one(DataTable)
+        current = self.current_entry()
+        table.clear()
+        now = time.time()
+        for e in self.entries:
+            table.add_row(
+                "✓" if e.key in self.marked else " ",
+                e.label,
+                str(e.step) if e.step is not None else "—",
+                f"{e.loss:.4f}" if e.loss is not None else "—",
+                human_size(e.size_bytes),
+                human_age(now - e.mtime),
+                "complete" if e.complete else "incomplete",
+                key=e.key,
+            )
+        if current is not None:
+            keys = [e.key for e in self.entries]
+            if current.key in keys:
+                table.move_cursor(row=keys.index(current.key))
+        self._update_status()
+        self._update_hint()
+
+    def _update_status(self) -> None:
+        checkpoints = [e for e in self.entries if e.kind == "checkpoint"]
+        if not checkpoints:
+            self.set_status("none yet" if self._loaded else "")
+            return
+        complete = sum(1 for e in checkpoints if e.complete)
+        parts = [f"{complete} complete"]
+        if len(checkpoints) - complete:
+            parts.append(f"{len(checkpoints) - complete} incomplete")
+        if self.marked:
+            parts.append(f"{len(self.marked)} marked")
+        self.set_status(" · ".join(parts))
+
+    def _update_hint(self) -> None:
+        hint = self.query_one("#checkpoints-hint", Static)
+        if not self.entries:
+            hint.update(f"No checkpoints yet: the train stage saves checkpoint-N folders into {self.project.training_dir}; "
+                        "they appear here as they are written.")
+        else:
+            hint.update("space mark · e evaluate marked · c set [eval] · d delete · F1 keys")
+
+    def current_entry(self) -> Entry | None:
+        table = self.query_one(DataTable)
+        if not self.entries or table.row_count == 0:
+            return None
+        row = table.cursor_row
+        return self.entries[row] if 0 <= row < len(self.entries) else None
+
+    # ------------------------------------------------------------------ marks
+
+    def _markable(self, entry: Entry) -> bool:
+        if entry.kind == "final":
+            self.notify("training/final is evaluated through its export (exports/final): run the export stage, "
+                        "then mark exports/final", title="Checkpoints", severity="warning")
+            return False
+        if not entry.complete:
+            self.notify(f"{entry.label} is incomplete (no trainer_state.json or weights: the save was cut short); "
+                        "it cannot be evaluated", title="Checkpoints", severity="warning")
+            return False
+        return True
+
+    def action_toggle_mark(self) -> None:
+        entry = self.current_entry()
+        if entry is None:
+            return
+        if entry.key in self.marked:
+            self.marked.discard(entry.key)
+        elif self._markable(entry):
+            self.marked.add(entry.key)
+        else:
+            return
+        table = self.query_one(DataTable)
+        table.update_cell(entry.key, "mark", "✓" if entry.key in self.marked else " ")
+        self._update_status()
+
+    def action_mark_all(self) -> None:
+        wanted = {e.key for e in self.entries if e.complete and e.kind == "checkpoint"}
+        self.marked = set() if wanted and wanted <= self.marked else wanted
+        self._render_rows()
+
+    def picked(self) -> list[str]:
+        """Marked names in table order (checkpoints by step, then export); the cursor row when none is marked."""
+        names = [e.key for e in self.entries if e.key in self.marked]
+        if names:
+            return names
+        entry = self.current_entry()
+        if entry is not None and entry.complete and entry.kind != "final":
+            return [entry.key]
+        return []
+
+    # ------------------------------------------------------------------ actions
+
+    def action_evaluate(self) -> None:
+        names = self.picked()
+        if not names:
+            self.notify("Mark complete checkpoints with space first", title="Checkpoints", severity="warning")
+            return
+        self.post_message(messages.ModelsPicked(names))
+        self.notify(f"Sent to the Evaluation panel (5): {', '.join(names)}", title="Checkpoints")
+
+    def action_set_eval(self) -> None:
+        names = [n for n in self.picked() if n.startswith("checkpoint-")]
+        if not names:
+            self.notify("Mark the checkpoints to evaluate with space first", title="Checkpoints", severity="warning")
+            return
+        self._write_eval_checkpoints(names, "export" in self.marked)
+
+    @work(thread=True, exclusive=True, group="checkpoints-config", name="set [eval] checkpoints", exit_on_error=False)
+    def _write_eval_checkpoints(self, names: list[str], with_export: bool) -> None:
+        path = self.project.config_path
+        config = load_config(path)  # the file as it is now, not a possibly stale copy
+        config = set_field(config, "eval.checkpoints", list(names), source=str(path))
+        if with_export:
+            config = set_field(config, "eval.include_export", True, source=str(path))
+        save_config(path, config)
+        self.deliver(self._eval_written, names)
+
+    def _eval_written(self, names: list[str]) -> None:
+        self.notify(f"kimi-tui.toml [eval] checkpoints = {json.dumps(names)}", title="Saved")
+        self.post_message(messages.ConfigSaved())
+
+    def action_export_note(self) -> None:
+        entry = self.current_entry()
+        what = entry.label if entry is not None else "a checkpoint"
+        self.notify(f"The export stage exports training/final (the model at the end of training), not {what}. "
+                    "Choosing a checkpoint to export is not supported yet.", title="Export", timeout=8)
+
+    def action_delete(self) -> None:
+        entry = self.current_entry()
+        if entry is None:
+            return
+        if entry.kind != "checkpoint":
+            self.notify(f"Only checkpoint-N folders are deleted here; {entry.label} is left alone",
+                        title="Checkpoints", severity="warning")
+            return
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._delete(entry.path)
+
+        self.app.push_screen(ConfirmModal(f"Delete {entry.label} ({human_size(entry.size_bytes)})? "
+                                          "This cannot be undone", yes="Delete"), answer)
+
+    @work(thread=True, name="delete checkpoint", exit_on_error=False)
+    def _delete(self, path: Path) -> None:
+        training = self.project.training_dir.resolve()
+        target = path.resolve()
+        if target.parent != training or not CHECKPOINT_RE.match(target.name):
+            raise RuntimeError(f"refusing to delete {target}: not a checkpoint-N folder inside {training}")
+        shutil.rmtree(target)
+        self.deliver(self._deleted, path.name)
+
+    def _deleted(self, name: str) -> None:
+        self.marked.discard(name)
+        self.notify(f"Deleted {name}", title="Checkpoints")
+        self.refresh_checkpoints()
+
+    def action_refresh(self) -> None:
+        self.refresh_checkpoints()
+
+    # ------------------------------------------------------------------ panel contract
+
+    def reload_project(self, project: Project) -> None:
+        super().reload_project(project)
+        self.refresh_checkpoints()
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        return [
+            ("Checkpoints: refresh", "Re-read training/ now (r)", self.action_refresh),
+            ("Checkpoints: evaluate marked", "Send the marked models to the Evaluation panel (e)", self.action_evaluate),
+            ("Checkpoints: set [eval] checkpoints", "Write the marked checkpoints to kimi-tui.toml (c)", self.action_set_eval),
+            ("Checkpoints: delete", "Delete the checkpoint folder under the cursor, after asking (d)", self.action_delete),
+        ]

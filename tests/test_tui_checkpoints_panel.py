@@ -1,0 +1,199 @@
+"""The Checkpoints panel as a user sees it: rows appear as training saves, marks, config, delete."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable, Footer
+from textual.worker import Worker, WorkerState
+
+from kimi_tui.config import load_config
+from kimi_tui.project import Project, init_project
+from kimi_tui.tui import messages
+from kimi_tui.tui.app import KimiTuiApp, stylesheets
+from kimi_tui.tui.checkpoints_panel import CheckpointsPanel
+from kimi_tui.tui.confirm_modal import ConfirmModal
+
+SIZE = (80, 24)
+
+
+def make_checkpoint(training: Path, step: int, *, complete: bool = True, weights: int = 4096) -> Path:
+    folder = training / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"\0" * weights)
+    if complete:
+        history = [{"step": s, "loss": round(3.0 / s, 4)} for s in range(1, step + 1)]
+        (folder / "trainer_state.json").write_text(json.dumps({"log_history": history}), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return init_project(tmp_path / "p", sample=True)
+
+
+class Harness(App):
+    CSS_PATH = stylesheets()
+
+    def __init__(self, project: Project) -> None:
+        super().__init__()
+        self.project = project
+        self.picked: list[list[str]] = []
+        self.config_saved = 0
+        self.worker_errors: list[BaseException | None] = []
+
+    def compose(self) -> ComposeResult:
+        yield CheckpointsPanel(self.project)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(CheckpointsPanel).focus_default()
+
+    def on_models_picked(self, message: messages.ModelsPicked) -> None:
+        self.picked.append(message.names)
+
+    def on_config_saved(self, _message: messages.ConfigSaved) -> None:
+        self.config_saved += 1
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.report_worker_failure(event.worker)
+
+    def report_worker_failure(self, worker: Worker) -> None:
+        """What KimiTuiApp turns into a modal (panels forward their failed workers here)."""
+        self.worker_errors.append(worker.error)
+
+
+async def wait_for(pilot, condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def rows(panel: CheckpointsPanel) -> dict[str, list[str]]:
+    table = panel.query_one(DataTable)
+    return {str(key.value): [str(c) for c in table.get_row(key)] for key in table.rows}
+
+
+async def test_checkpoints_are_listed_with_step_loss_and_state_in_the_app(project: Project) -> None:
+    make_checkpoint(project.training_dir, 10)
+    make_checkpoint(project.training_dir, 20, weights=12_900_000)
+    make_checkpoint(project.training_dir, 25, complete=False)  # a save cut short: no trainer_state.json
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: bool(app.screen.query("TabbedContent")))
+        await pilot.press("4")
+        await wait_for(pilot, lambda: bool(app.screen.query(CheckpointsPanel)))
+        panel = app.screen.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: len(rows(panel)) == 3)
+        shown = rows(panel)
+        # columns: mark, name, step, loss, size, age, state
+        assert shown["checkpoint-10"][1:4] == ["checkpoint-10", "10", "0.3000"]
+        assert shown["checkpoint-20"][2:5] == ["20", "0.1500", "12.9 MB"]
+        assert shown["checkpoint-20"][6] == "complete"
+        assert shown["checkpoint-25"][3] == "—" and shown["checkpoint-25"][6] == "incomplete"
+        assert str(panel.border_title) == "Checkpoints · 2 complete · 1 incomplete"
+
+
+async def test_a_checkpoint_saved_while_the_panel_is_open_appears(project: Project) -> None:
+    app = Harness(project)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await pilot.pause(0.3)
+        assert rows(panel) == {}
+        assert "No checkpoints yet" in str(panel.query_one("#checkpoints-hint").content)
+        assert str(panel.border_title) == "Checkpoints · none yet"
+        make_checkpoint(project.training_dir, 5)  # training/ did not exist when the panel opened
+        await wait_for(pilot, lambda: "checkpoint-5" in rows(panel))
+        make_checkpoint(project.training_dir, 10, complete=False)
+        await wait_for(pilot, lambda: "checkpoint-10" in rows(panel))
+        assert rows(panel)["checkpoint-10"][6] == "incomplete"
+        # the save completes: trainer_state.json is written last
+        state = project.training_dir / "checkpoint-5" / "trainer_state.json"
+        (project.training_dir / "checkpoint-10" / "trainer_state.json").write_text(state.read_text())
+        await wait_for(pilot, lambda: rows(panel)["checkpoint-10"][6] == "complete")
+    assert app.worker_errors == []
+
+
+async def test_marked_checkpoints_go_to_evaluation_and_to_the_eval_config(project: Project) -> None:
+    for step in (10, 20, 30):
+        make_checkpoint(project.training_dir, step)
+    make_checkpoint(project.training_dir, 40, complete=False)
+    app = Harness(project)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: len(rows(panel)) == 4)
+        await pilot.press("space", "down", "down", "space")  # checkpoint-10 and checkpoint-30
+        assert rows(panel)["checkpoint-10"][0] == "✓" and rows(panel)["checkpoint-30"][0] == "✓"
+        await pilot.press("down", "space")  # the incomplete one cannot be marked
+        assert rows(panel)["checkpoint-40"][0] == " "
+        assert "2 marked" in str(panel.border_title)
+
+        await pilot.press("e")
+        assert app.picked == [["checkpoint-10", "checkpoint-30"]]
+
+        await pilot.press("c")
+        await wait_for(pilot, lambda: app.config_saved == 1)
+        assert load_config(project.config_path).eval.checkpoints == ["checkpoint-10", "checkpoint-30"]
+        assert "# " in project.config_path.read_text(encoding="utf-8")  # comments kept
+    assert app.worker_errors == []
+
+
+async def test_delete_asks_first_and_deletes_only_on_yes(project: Project) -> None:
+    make_checkpoint(project.training_dir, 10)
+    folder = make_checkpoint(project.training_dir, 20, weights=12_900_000)
+    app = Harness(project)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: len(rows(panel)) == 2)
+        await pilot.press("down", "d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        assert app.screen.question == "Delete checkpoint-20 (12.9 MB)? This cannot be undone"
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert folder.is_dir() and len(rows(panel)) == 2
+
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: "checkpoint-20" not in rows(panel))
+        assert not folder.exists()
+        assert (project.training_dir / "checkpoint-10").is_dir()
+        assert str(panel.border_title) == "Checkpoints · 1 complete"
+    assert app.worker_errors == []
+
+
+async def test_final_and_export_are_listed_and_export_can_be_picked(project: Project) -> None:
+    make_checkpoint(project.training_dir, 20)
+    for folder in (project.training_dir / "final", project.export_dir):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text("{}", encoding="utf-8")
+        (folder / "model.safetensors").write_bytes(b"\0" * 2048)
+        (folder / "kimi_tui_model.json").write_text(json.dumps({"step": 20}), encoding="utf-8")
+    app = Harness(project)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: len(rows(panel)) == 3)
+        shown = rows(panel)
+        assert shown["final"][1:4] == ["training/final", "20", shown["checkpoint-20"][3]]
+        assert shown["export"][1] == "exports/final" and shown["export"][6] == "complete"
+        await pilot.press("down", "space")  # training/final is evaluated through its export: not markable
+        assert shown["final"][0] == " " and rows(panel)["final"][0] == " "
+        await pilot.press("down", "space", "up", "up", "space", "e")
+        assert app.picked == [["checkpoint-20", "export"]]
+        await pilot.press("down", "d")  # only checkpoint-N folders are deleted here
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmModal)
+        assert (project.training_dir / "final").is_dir()
+
+
+def test_palette_commands_and_keys_are_named(project: Project) -> None:
+    titles = [title for title, _help, _callback in CheckpointsPanel(project).palette_commands()]
+    assert {"Checkpoints: refresh", "Checkpoints: evaluate marked", "Checkpoints: delete"} <= set(titles)
+    assert all(binding.id and binding.tooltip for binding in CheckpointsPanel.BINDINGS)

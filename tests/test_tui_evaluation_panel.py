@@ -20,6 +20,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Footer, Static, TabbedContent
 from textual.worker import WorkerCancelled, WorkerFailed
 
+from tui_helpers import wait_for_panel
 from kimi_tui.evaluate.align import display_width
 from kimi_tui.evaluate.compare import compare
 from kimi_tui.evaluate.metrics import score_pairs, score_utterance
@@ -111,7 +112,7 @@ async def test_metrics_table_and_ab_comparison_in_the_workbench(tmp_path: Path) 
         while not isinstance(app.screen, WorkbenchScreen):  # the project opens on the first frames
             await pilot.pause()
         await pilot.press("5")
-        panel = app.screen.query_one(EvaluationPanel)
+        panel = await wait_for_panel(pilot, EvaluationPanel)
         assert app.screen.query_one(TabbedContent).active == "tab-evaluation"
         await settle(pilot, panel)
         table = rows(panel.query_one("#ev-metrics", DataTable))
@@ -139,7 +140,7 @@ async def test_metrics_table_and_ab_comparison_in_the_workbench(tmp_path: Path) 
 async def test_pick_models_and_keys_choose_a_and_b(tmp_path: Path) -> None:
     app = Harness(make_project(tmp_path))
     async with app.run_test(size=(80, 24)) as pilot:
-        panel = app.query_one(EvaluationPanel)
+        panel = await wait_for_panel(pilot, EvaluationPanel)
         await settle(pilot, panel)
         panel.pick_models(["base", "export"])
         await settle(pilot, panel)
@@ -165,7 +166,7 @@ async def test_pick_models_and_keys_choose_a_and_b(tmp_path: Path) -> None:
 async def test_sorting_by_difference_and_the_alignment_of_the_selected_utterance(tmp_path: Path) -> None:
     app = Harness(make_project(tmp_path))
     async with app.run_test(size=(80, 24)) as pilot:
-        panel = app.query_one(EvaluationPanel)
+        panel = await wait_for_panel(pilot, EvaluationPanel)
         await settle(pilot, panel)
         panel.focus_default()
         table = panel.query_one("#ev-utterances", DataTable)
@@ -195,7 +196,7 @@ async def test_split_switch_export_and_palette(tmp_path: Path) -> None:
     root = make_project(tmp_path)
     app = Harness(root)
     async with app.run_test(size=(80, 24)) as pilot:
-        panel = app.query_one(EvaluationPanel)
+        panel = await wait_for_panel(pilot, EvaluationPanel)
         await settle(pilot, panel)
         panel.focus_default()
         await pilot.press("t")
@@ -222,7 +223,7 @@ async def test_no_evaluation_message_until_one_appears(tmp_path: Path) -> None:
     root = make_project(tmp_path, evaluation=False)
     app = Harness(root)
     async with app.run_test(size=(80, 24)) as pilot:
-        panel = app.query_one(EvaluationPanel)
+        panel = await wait_for_panel(pilot, EvaluationPanel)
         await settle(pilot, panel)
         message = panel.query_one("#ev-empty", Static)
         assert message.display and str(message.content) == NO_EVALUATION
@@ -257,7 +258,7 @@ async def test_a_broken_evaluation_opens_the_error_modal_and_says_so_in_the_pane
     async with app.run_test(size=(80, 24)) as pilot:
         while not isinstance(app.screen, (WorkbenchScreen, ErrorModal)):
             await pilot.pause()
-        panel = next(s for s in app.screen_stack if isinstance(s, WorkbenchScreen)).query_one(EvaluationPanel)
+        panel = await wait_for_panel(pilot, EvaluationPanel)
         await settle(pilot, panel)
         assert isinstance(app.screen, ErrorModal) and app.screen.title_text == "evaluation: load failed"
         assert "Could not load" in str(panel.query_one("#ev-empty", Static).content)

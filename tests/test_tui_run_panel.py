@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from tui_helpers import wait_for_panel
 from kimi_tui.gpu import GpuProcess, GpuReading, GpuSnapshot, read_gpus
 from kimi_tui.project import init_project
 from kimi_tui.tui.app import KimiTuiApp
@@ -57,11 +58,7 @@ async def wait_until(pilot, predicate, what: str, timeout: float = 10.0) -> None
 async def open_run_panel(pilot) -> RunPanel:
     await pilot.pause()
     pilot.app.screen.action_show("run")  # what key 3 does (another panel's input may hold the focus)
-    for _ in range(100):  # the panel is built on first show
-        await pilot.pause(0.02)
-        if pilot.app.screen.query(RunPanel):
-            break
-    return pilot.app.screen.query_one(RunPanel)
+    return await wait_for_panel(pilot, RunPanel)  # the panel is built on first show
 
 
 def fake_run(project, stage: str = "train", lines: str = "", events: list[dict] | None = None, **status) -> Path:
@@ -197,7 +194,7 @@ async def test_the_log_keeps_at_most_its_bound(project):
     app = KimiTuiApp(project.root)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        panel = app.screen.query_one(RunPanel)  # read while its tab is still hidden
+        panel = await wait_for_panel(pilot, RunPanel)  # reads while its tab is still hidden
         log = panel.query_one(LogView)
         last_old = f"old line {MAX_LINES + 4999}"
         await wait_until(pilot, lambda: log.lines and log.lines[-1] == last_old, "the old lines")

@@ -340,7 +340,7 @@ class EvaluationPanel(Panel):
             names, self._pending_pick = self._pending_pick, None
             self.pick_models(names)
         self.refresh_view(keep_selection=same_folder)
-        if first and self._tab_shown() and not self.has_focus_within:
+        if first and self._tab_shown() and (self.has_focus or not self.has_focus_within):
             self.focus_default()  # the user opened the tab before the first load finished
 
     def _tab_shown(self) -> bool:

@@ -1,0 +1,21 @@
+"""Waiting for the workbench in Pilot tests: panels other than Dataset are built after the
+first frame (or when first shown), so tests wait for them instead of assuming them."""
+
+from __future__ import annotations
+
+import time
+
+
+async def wait_for_panel(pilot, panel_class, timeout: float = 15.0):
+    from kimi_tui.tui.app import WorkbenchScreen
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        screens = [s for s in pilot.app.screen_stack if isinstance(s, WorkbenchScreen)] or pilot.app.screen_stack
+        for screen in screens:
+            found = screen.query(panel_class)
+            if found:
+                await pilot.pause()
+                return found.first()
+        await pilot.pause(0.05)
+    raise AssertionError(f"{panel_class.__name__} was never built")

@@ -44,7 +44,7 @@ async def main_async(epochs: int, out: Path) -> int:
     all_run = start(Project.load(root), "all")
     app = KimiTuiApp(root)
     async with app.run_test(size=(160, 45)) as pilot:
-        while not isinstance(app.screen, WorkbenchScreen):
+        while not isinstance(app.screen, WorkbenchScreen) or app.screen.panel("run") is None:
             await pilot.pause(0.05)
         app.screen.action_show("run")
         await pilot.pause(1.0)

@@ -86,3 +86,19 @@ async def test_a_broken_config_opens_with_a_located_error(tmp_path: Path) -> Non
         errors = [s for s in app.screen_stack if isinstance(s, ErrorModal)]
         assert errors and "did you mean 'epochs'" in errors[0].message
         del modal
+
+
+async def test_a_panel_key_pressed_before_the_tabs_exist_is_not_lost(tmp_path: Path) -> None:
+    root = init_project(tmp_path / "p", sample=True).root
+    app = KimiTuiApp(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        while not isinstance(app.screen, WorkbenchScreen):
+            await pilot.pause(0.01)
+        app.screen.action_show("run")  # at once, as an eager user's key would
+        from textual.widgets import TabbedContent
+
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.screen.query_one(TabbedContent).active == "tab-run":
+                break
+        assert app.screen.query_one(TabbedContent).active == "tab-run"

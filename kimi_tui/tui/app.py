@@ -9,6 +9,7 @@ problems are notifications.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +72,7 @@ class WorkbenchScreen(Screen):
     def __init__(self, project: Project) -> None:
         super().__init__()
         self.project = project
+        self._mount_lock = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="tab-dataset", id="panels"):
@@ -85,32 +87,43 @@ class WorkbenchScreen(Screen):
         self.sub_title = str(self.project.root)
         # The other panels are built after the first frame, one per refresh, so the screen
         # appears at once and stays responsive; a panel asked for earlier is built on demand.
-        self.set_timer(0.3, self._build_next_panel)
+        self.set_timer(0.3, self._build_panels)
 
-    def _build_next_panel(self) -> None:
-        missing = [p for p in PANEL_ORDER if self.panel(p) is None]
-        if missing:
-            self.ensure_panel(missing[0])
-            self.call_after_refresh(self._build_next_panel)
+    async def _build_panels(self) -> None:
+        for panel_id in PANEL_ORDER:
+            await self.mount_panel(panel_id)
+            await asyncio.sleep(0.01)  # let keys and paints through between panels
 
-    def ensure_panel(self, panel_id: str) -> Panel:
-        panel = self.panel(panel_id)
-        if panel is None:
-            panel = panel_class(panel_id)(self.project)
-            self.query_one(f"#tab-{panel_id}", TabPane).mount(panel)
-        return panel
+    async def mount_panel(self, panel_id: str) -> Panel:
+        """The panel, built now if it was not yet. Mounts happen one at a time: a widget
+        mounted while another mount is still composing can find its own children missing."""
+        async with self._mount_lock:
+            panel = self.panel(panel_id)
+            if panel is None:
+                panel = panel_class(panel_id)(self.project)
+                await self.query_one(f"#tab-{panel_id}", TabPane).mount(panel)
+            return panel
 
-    def action_show(self, panel_id: str) -> None:
+    def action_show(self, panel_id: str, _tries: int = 0) -> None:
+        tabs = self.query_one(TabbedContent)
+        if tabs.tab_count < len(PANELS) or not self.is_mounted:
+            # A key pressed in the first frames, before the tabs exist: do it once they do.
+            if _tries < 50:
+                self.set_timer(0.05, lambda: self.action_show(panel_id, _tries + 1))
+            return
         self.set_focus(None)  # focus left in the hidden pane would make Textual switch back to it
-        self.query_one(TabbedContent).active = f"tab-{panel_id}"
-        panel = self.ensure_panel(panel_id)
+        tabs.active = f"tab-{panel_id}"
+        self.run_worker(self._focus_when_built(panel_id), name=f"show {panel_id}", group="show")
+
+    async def _focus_when_built(self, panel_id: str) -> None:
+        panel = await self.mount_panel(panel_id)
         # After the switch is drawn: focusing a widget of a still-hidden pane fails, and
         # focus left in the old pane would switch the tabs straight back.
         self.call_after_refresh(panel.focus_default)
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id:  # a tab clicked with the mouse
-            self.ensure_panel(event.pane.id.removeprefix("tab-"))
+            self.run_worker(self.mount_panel(event.pane.id.removeprefix("tab-")), name="build panel", group="show")
 
     def panel(self, panel_id: str) -> Panel | None:
         found = self.query(f"#{panel_id}")
@@ -136,15 +149,15 @@ class WorkbenchScreen(Screen):
         if panel is not None and hasattr(panel, "jump_to"):
             panel.jump_to(message.split, message.utt_id, message.line)
 
-    def on_run_started(self, message: messages.RunStarted) -> None:
-        run_panel = self.ensure_panel("run")
+    async def on_run_started(self, message: messages.RunStarted) -> None:
+        run_panel = await self.mount_panel("run")
         if hasattr(run_panel, "follow_run"):
-            run_panel.call_after_refresh(run_panel.follow_run, message.run_dir)
+            run_panel.follow_run(message.run_dir)
 
-    def on_models_picked(self, message: messages.ModelsPicked) -> None:
-        panel = self.ensure_panel("evaluation")
+    async def on_models_picked(self, message: messages.ModelsPicked) -> None:
+        panel = await self.mount_panel("evaluation")
         if hasattr(panel, "pick_models"):
-            panel.call_after_refresh(panel.pick_models, message.names)
+            panel.pick_models(message.names)
 
 
 class KimiTuiApp(App):

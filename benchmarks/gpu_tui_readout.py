@@ -58,7 +58,14 @@ async def main_async(epochs: int, out: Path) -> int:
         if train is None:
             print("the train stage never ran; log:\n" + (all_run / "stdout.log").read_text()[-3000:])
             return 1
-        await pilot.pause(8.0)  # let it reach the GPU and the view sample it
+        from kimi_tui.events import read_events
+
+        while time.monotonic() < deadline:  # until it trains on the GPU, then let the view sample it
+            steps = [e.get("step", 0) for e in read_events(train.path / "events.jsonl") if e["type"] == "progress"]
+            if steps and max(steps) >= 20 or read_run(train.path).state != "running":
+                break
+            await pilot.pause(0.5)
+        await pilot.pause(3.0)
         text = screen_text(app)
         snap = read_gpus()
         worker_pid = read_run(train.path).pid

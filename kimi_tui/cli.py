@@ -17,7 +17,7 @@ from pathlib import Path
 from kimi_tui import __version__
 from kimi_tui.errors import KimiTuiError
 
-COMMANDS = ("init", "run", "status", "stop", "report", "score")
+COMMANDS = ("init", "run", "status", "stop", "report", "score", "doctor")
 STAGE_CHOICES = ("prepare", "extract", "convert", "train", "export", "evaluate", "all")
 
 
@@ -206,6 +206,71 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Preflight for the official Kimi-Audio fine-tuning: findings with fixes; exit 1 on any error."""
+    from kimi_tui.engines.kimi_audio_preflight import preflight
+
+    values = {
+        "n_samples": args.samples, "epochs": args.epochs, "batch_size": args.batch_size,
+        "grad_accum": args.grad_accum, "save_steps": args.save_steps, "num_gpus": args.gpus,
+        "save_total_limit": args.save_total_limit, "zero_stage": args.zero_stage,
+        "offload_optimizer": args.offload_optimizer or None, "offload_param": args.offload_param or None,
+        "output_dir": args.output,
+    }
+    if args.project:
+        from kimi_tui.lint import count_training_samples
+        from kimi_tui.project import Project
+
+        project = Project.load(_project_root(args.project))
+        t, ds = project.config.train, project.config.deepspeed
+        n, _where = count_training_samples(project)
+        from_project = {
+            "n_samples": n, "epochs": t.epochs, "batch_size": t.batch_size,
+            "grad_accum": t.gradient_accumulation_steps, "save_steps": t.save_steps, "num_gpus": t.num_gpus,
+            "save_total_limit": t.save_total_limit, "zero_stage": ds.stage if ds.enabled else None,
+            "offload_optimizer": ds.offload_optimizer if ds.enabled else None,
+            "offload_param": ds.offload_param if ds.enabled else None,
+            "output_dir": str(project.training_dir),
+        }
+        values = {k: (v if v is not None else from_project.get(k)) for k, v in values.items()}
+    defaults = {"epochs": 5, "batch_size": 1, "grad_accum": 1, "save_steps": 1000, "num_gpus": 1,
+                "save_total_limit": 10, "zero_stage": 3, "offload_optimizer": False, "offload_param": False}
+    values = {k: (defaults.get(k) if v is None else v) for k, v in values.items()}
+    save_steps = values["save_steps"]
+    if isinstance(save_steps, str) and save_steps != "auto":
+        try:
+            save_steps = int(save_steps)
+        except ValueError:
+            raise KimiTuiError(f"--save-steps must be a whole number or 'auto', not {save_steps!r}") from None
+    findings = preflight(
+        checkout=Path(args.checkout) if args.checkout else None,
+        python=args.python,
+        base_model=Path(args.base_model) if args.base_model else None,
+        n_samples=values["n_samples"], epochs=values["epochs"], batch_size=values["batch_size"],
+        grad_accum=values["grad_accum"], save_steps=save_steps, num_gpus=values["num_gpus"],
+        method=args.method, zero_stage=values["zero_stage"], offload_optimizer=values["offload_optimizer"],
+        offload_param=values["offload_param"], max_audio_tokens=args.tokens,
+        output_dir=Path(values["output_dir"]) if values["output_dir"] else None,
+        save_total_limit=values["save_total_limit"], gpu_memory_gb=args.gpu_memory_gb, host_ram=args.host_ram_gb,
+    )
+    if args.json:
+        json.dump([dict(level=f.level, field=f.field, message=f.message, fix=f.fix) for f in findings],
+                  sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        for level, title in (("error", "errors"), ("warning", "warnings"), ("note", "notes")):
+            group = [f for f in findings if f.level == level]
+            if not group:
+                continue
+            print(f"{title} ({len(group)}):")
+            for f in group:
+                print(f"  {f.field}: {f.message}")
+                print(f"    fix: {f.fix}")
+        if not any(f.level == "error" for f in findings):
+            print("no errors: the setup looks runnable.")
+    return 1 if any(f.level == "error" for f in findings) else 0
+
+
 def cmd_open(args: argparse.Namespace) -> int:
     from kimi_tui.tui.app import run
 
@@ -269,6 +334,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _scoring_options(p)
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("doctor", help="preflight for the official Kimi-Audio fine-tuning: environment, checkout, steps, GPUs, memory, disk")
+    p.add_argument("--checkout", metavar="DIR", help="a clone of MoonshotAI/Kimi-Audio")
+    p.add_argument("--python", metavar="PATH", help="the interpreter that will run it (default: this one)")
+    p.add_argument("--base-model", metavar="DIR", help="local copy of moonshotai/Kimi-Audio-7B (tokenizer source)")
+    p.add_argument("--samples", type=int, metavar="N", help="training samples (default with --project: data/train.jsonl)")
+    p.add_argument("--epochs", type=int, metavar="N")
+    p.add_argument("--batch-size", type=int, metavar="N", help="micro-batch per GPU (the official code needs 1)")
+    p.add_argument("--grad-accum", type=int, metavar="N")
+    p.add_argument("--save-steps", metavar="N|auto")
+    p.add_argument("--save-total-limit", type=int, metavar="N", help="checkpoints kept (official: 10; 0 keeps all)")
+    p.add_argument("--gpus", type=int, metavar="N")
+    p.add_argument("--method", choices=("full", "lora"), default="full")
+    p.add_argument("--zero-stage", type=int, choices=(2, 3))
+    p.add_argument("--offload-optimizer", action="store_true")
+    p.add_argument("--offload-param", action="store_true")
+    p.add_argument("--tokens", type=int, default=500, metavar="N", help="longest sequence in tokens (default 500)")
+    p.add_argument("--output", metavar="DIR", help="where checkpoints go (disk space is checked)")
+    p.add_argument("--gpu-memory-gb", type=float, help="GPU size to check against instead of this machine's")
+    p.add_argument("--host-ram-gb", type=float, help="host RAM to check against instead of this machine's")
+    p.add_argument("--project")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -67,6 +67,27 @@ class Project:
     training_dir = property(lambda self: self.root / "training")
     export_dir = property(lambda self: self.root / "exports" / "final")
     evaluations_dir = property(lambda self: self.root / "evaluations")
+    def load_split(self, split: str):
+        """The split's manifest as [data] in kimi-tui.toml describes it, or None when no source
+        is configured for it. Raises the data reader's DataError for an unusable source."""
+        from kimi_tui.data import load_split  # numpy/soundfile: not at start-up
+
+        d = self.config.data
+        csv, audio, jsonl = (d.train_csv, d.train_audio, d.train_jsonl) if split == "train" else (
+            d.test_csv, d.test_audio, d.test_jsonl)
+        if not (csv or jsonl):
+            return None
+        return load_split(
+            split,
+            csv_path=self.path(csv) if csv else None,
+            audio_dir=self.path(audio) if audio else None,
+            jsonl_path=self.path(jsonl) if jsonl else None,
+            id_column=d.id_column or None,
+            text_column=d.text_column or None,
+            encoding=d.encoding,
+            max_duration_s=d.max_duration_s,
+        )
+
     train_jsonl = property(lambda self: self.root / "data" / "train.jsonl")
     test_jsonl = property(lambda self: self.root / "data" / "test.jsonl")
     findings_json = property(lambda self: self.root / "data" / "findings.json")

@@ -29,14 +29,12 @@ import json
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
@@ -153,19 +151,6 @@ def signature(project: Project) -> tuple:
     return tuple(parts)
 
 
-class Deliver(Message, bubble=False):
-    """A worker thread's result, handed to the UI thread without waiting.
-
-    ``app.call_from_thread`` blocks the worker thread until the UI ran the
-    callback, and blocks forever if the app stops first (a thread that never
-    ends then holds up the interpreter's exit); posting a message never waits.
-    """
-
-    def __init__(self, callback: Callable[..., object], *args: object) -> None:
-        super().__init__()
-        self.callback = callback
-        self.args = args
-
 
 class CheckpointsPanel(Panel):
     PANEL_ID = "checkpoints"
@@ -219,18 +204,6 @@ class CheckpointsPanel(Panel):
 
     def focus_default(self) -> None:
         self.query_one(DataTable).focus()
-
-    def deliver(self, callback: Callable[..., object], *args: object) -> None:
-        """From a worker thread: run ``callback(*args)`` on the UI thread, without waiting for it."""
-        try:
-            self.post_message(Deliver(callback, *args))
-        except RuntimeError:  # the app's loop is already closed: nobody is left to show it
-            pass
-
-    @on(Deliver)
-    def _on_deliver(self, message: Deliver) -> None:
-        message.stop()
-        message.callback(*message.args)
 
     # ------------------------------------------------------------------ reading
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Callable
 from typing import Any, Literal, get_args, get_origin
 
 from rich.text import Text
@@ -38,7 +37,6 @@ from textual import events, on, work
 from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widget import Widget
@@ -158,19 +156,6 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-class Deliver(Message, bubble=False):
-    """A worker thread's result, handed to the UI thread without waiting.
-
-    ``app.call_from_thread`` blocks the worker thread until the UI ran the
-    callback, and blocks forever if the app stops first (a thread that never
-    ends then holds up the interpreter's exit); posting a message never waits.
-    """
-
-    def __init__(self, callback: Callable[..., object], *args: object) -> None:
-        super().__init__()
-        self.callback = callback
-        self.args = args
-
 
 class PresetModal(ModalScreen[str | None]):
     """Pick a preset; the list shows what each would change in the current form."""
@@ -240,18 +225,6 @@ class ConfigPanel(Panel):
         self._gpus = None
         self._preview_timer: Timer | None = None
         self._widgets: dict[str, Widget] = {}
-
-    def deliver(self, callback: Callable[..., object], *args: object) -> None:
-        """From a worker thread: run ``callback(*args)`` on the UI thread, without waiting for it."""
-        try:
-            self.post_message(Deliver(callback, *args))
-        except RuntimeError:  # the app's loop is already closed: nobody is left to show it
-            pass
-
-    @on(Deliver)
-    def _on_deliver(self, message: Deliver) -> None:
-        message.stop()
-        message.callback(*message.args)
 
     # ------------------------------------------------------------------ layout
 

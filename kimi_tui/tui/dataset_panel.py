@@ -244,29 +244,15 @@ def finding_cell(findings: Sequence[Finding]) -> tuple[str, str]:
 
 
 def load_split_data(project: Project, split: str) -> SplitData:
-    """One split read the way the prepare stage reads it (workers/prepare.py); blocking."""
-    from kimi_tui.data import load_split
-
-    d = project.config.data
-    csv, audio, jsonl = (d.train_csv, d.train_audio, d.train_jsonl) if split == "train" else (
-        d.test_csv, d.test_audio, d.test_jsonl)
-    if not (csv or jsonl):
+    """One split read the way the prepare stage reads it (Project.load_split); blocking."""
+    try:
+        manifest = project.load_split(split)
+    except KimiTuiError as exc:
+        return SplitData(split, error=str(exc))
+    if manifest is None:
         what = "training" if split == "train" else "test"
         return SplitData(split, missing=f"No {what} data configured: set data.{split}_csv and data.{split}_audio, "
                                         f"or data.{split}_jsonl, in kimi-tui.toml (Config panel).")
-    try:
-        manifest = load_split(
-            split,
-            csv_path=project.path(csv) if csv else None,
-            audio_dir=project.path(audio) if audio else None,
-            jsonl_path=project.path(jsonl) if jsonl else None,
-            id_column=d.id_column or None,
-            text_column=d.text_column or None,
-            encoding=d.encoding,
-            max_duration_s=d.max_duration_s,
-        )
-    except KimiTuiError as exc:
-        return SplitData(split, error=str(exc))
     return SplitData.build(split, manifest)
 
 

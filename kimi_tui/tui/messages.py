@@ -6,9 +6,24 @@ message, the app forwards it to every panel, and each re-reads what it shows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from textual.message import Message
+
+
+class Deliver(Message, bubble=False):
+    """A worker thread's result, handed to the UI thread without waiting.
+
+    ``app.call_from_thread`` blocks the worker thread until the UI ran the
+    callback, and blocks forever if the app stops first (a thread that never
+    ends then holds up the interpreter's exit); posting a message never waits.
+    """
+
+    def __init__(self, callback: Callable[..., object], *args: object) -> None:
+        super().__init__()
+        self.callback = callback
+        self.args = args
 
 
 class ConfigSaved(Message):

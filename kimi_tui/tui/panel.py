@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
+from textual import on
 from textual.containers import Vertical
 from textual.worker import Worker, WorkerState
+
+from kimi_tui.tui.messages import Deliver
 
 if TYPE_CHECKING:
     from kimi_tui.project import Project
@@ -38,6 +41,18 @@ class Panel(Vertical, can_focus=True):
 
     def palette_commands(self) -> list[PaletteCommand]:
         return []
+
+    def deliver(self, callback: Callable[..., object], *args: object) -> None:
+        """From a worker thread: run ``callback(*args)`` on the UI thread, without waiting for it."""
+        try:
+            self.post_message(Deliver(callback, *args))
+        except RuntimeError:  # the app's loop is already closed: nobody is left to show it
+            pass
+
+    @on(Deliver)
+    def _on_deliver(self, message: Deliver) -> None:
+        message.stop()
+        message.callback(*message.args)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Worker.StateChanged does not bubble: hand this panel's failed workers to the app,

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kimi_tui.data import load_split, write_kimi_jsonl
+from kimi_tui.data import write_kimi_jsonl
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.events import EventWriter
 from kimi_tui.fsutil import atomic_write_json
@@ -21,28 +21,15 @@ from kimi_tui.project import Project
 
 def prepare(project: Project, events: EventWriter) -> int:
     d = project.config.data
-    sources = {
-        "train": (d.train_csv, d.train_audio, d.train_jsonl),
-        "test": (d.test_csv, d.test_audio, d.test_jsonl),
-    }
     report: dict[str, dict] = {}
     n_errors = 0
-    for index, (split, (csv, audio, jsonl)) in enumerate(sources.items(), 1):
-        if not (csv or jsonl):
+    for index, split in enumerate(("train", "test"), 1):
+        manifest = project.load_split(split)
+        if manifest is None:
             if split == "train":
                 raise KimiTuiError("kimi-tui.toml [data]: set train_csv + train_audio, or train_jsonl")
             print(f"{split}: no source configured, skipped", flush=True)
             continue
-        manifest = load_split(
-            split,
-            csv_path=project.path(csv) if csv else None,
-            audio_dir=project.path(audio) if audio else None,
-            jsonl_path=project.path(jsonl) if jsonl else None,
-            id_column=d.id_column or None,
-            text_column=d.text_column or None,
-            encoding=d.encoding,
-            max_duration_s=d.max_duration_s,
-        )
         out = project.train_jsonl if split == "train" else project.test_jsonl
         count = write_kimi_jsonl(manifest.utterances, out, d.instruction)
         hours = sum(u.duration_s for u in manifest.utterances) / 3600
@@ -58,7 +45,7 @@ def prepare(project: Project, events: EventWriter) -> int:
         n_errors += len(manifest.errors)
         report[split] = manifest.to_dict()
         events.artifact("jsonl", out, split=split, samples=count)
-        events.progress(index, len(sources), split=split)
+        events.progress(index, 2, split=split)
         if split == "train" and count == 0:
             atomic_write_json(project.findings_json, report)
             raise KimiTuiError("no usable training sample is left: fix the errors above and run prepare again")

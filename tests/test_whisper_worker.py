@@ -243,3 +243,19 @@ def test_tiny_model_memorises_training_clips(tmp_path) -> None:
     read = lambda name: [json.loads(x) for x in (tmp_path / "pred" / name / "predictions.jsonl").read_text().splitlines()]  # noqa: E731
     assert _cer(read("base")) >= 0.9
     assert _cer(read("final")) < 0.2
+
+
+def test_resume_skips_a_half_written_checkpoint(tmp_path) -> None:
+    from kimi_tui.workers.whisper_worker import last_complete_checkpoint
+
+    def checkpoint(step: int, *files: str) -> None:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        for name in files:
+            (folder / name).write_text("x")
+
+    checkpoint(10, "model.safetensors", "optimizer.pt", "trainer_state.json")
+    checkpoint(20, "model.safetensors", "optimizer.pt", "trainer_state.json")
+    checkpoint(30, "model.safetensors")  # killed while saving: no optimizer state, no trainer_state.json
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-20"
+    assert last_complete_checkpoint(tmp_path / "nothing-here") is None

@@ -650,6 +650,21 @@ def make_callback(events: EventWriter, support: dict[str, Any]):
     return KimiCallback()
 
 
+def last_complete_checkpoint(output: Path) -> Path | None:
+    """The highest checkpoint-N whose save finished. The Trainer writes trainer_state.json after
+    the weights and optimizer state, so a folder cut short by a kill or a full disk lacks it (or
+    them); the Trainer's own resume_from_checkpoint=True would pick such a folder anyway."""
+    found = []
+    for folder in output.glob("checkpoint-*"):
+        step = folder.name.removeprefix("checkpoint-")
+        weights = any((folder / n).exists() for n in ("model.safetensors", "pytorch_model.bin"))
+        if step.isdigit() and weights and (folder / "trainer_state.json").exists() and (
+            folder / "optimizer.pt"
+        ).exists():
+            found.append((int(step), folder))
+    return max(found)[1] if found else None
+
+
 def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
     import torch
     from transformers import PrinterCallback, Trainer, set_seed
@@ -684,11 +699,12 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
     out.mkdir(parents=True, exist_ok=True)
     resume = None
     if args.resume:
-        if any(p.is_dir() for p in out.glob("checkpoint-*")):
-            resume = True
-            say("resuming from the latest checkpoint in " + str(out))
+        complete = last_complete_checkpoint(out)
+        if complete is not None:
+            resume = str(complete)
+            say(f"resuming from {complete.name}, the last complete checkpoint in {out}")
         else:
-            say("--resume: no checkpoint in " + str(out) + ", starting from scratch")
+            say("--resume: no complete checkpoint in " + str(out) + ", starting from scratch")
 
     targs = training_arguments(
         output_dir=str(out),

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from kimi_tui.evaluate.normalise import Normaliser, NormaliserOptions
+from kimi_tui.evaluate.textfile import read_id_text
 from kimi_tui.evaluate.report import build_report, load_evaluation, render_markdown
 from kimi_tui.events import EventWriter
 from kimi_tui.fsutil import atomic_write_json, atomic_write_text
@@ -34,16 +35,8 @@ def write_references(output: Path, transcribe: list[str]) -> list[str]:
     splits = []
     for split, path in _pairs(transcribe, "--jsonl"):
         splits.append(split)
-        with open(path, encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                sample = json.loads(line)
-                texts = [m["content"] for m in sample["conversation"] if m.get("role") == "assistant"]
-                audio = [m["content"] for m in sample["conversation"] if m.get("message_type") == "audio"]
-                utt_id = sample.get("id") or (Path(audio[0]).stem if audio else f"line{line_no}")
-                lines.append(json.dumps({"split": split, "id": utt_id, "reference": texts[-1] if texts else ""},
-                                        ensure_ascii=False) + "\n")
+        table, _ = read_id_text(path)  # Kimi format: the sample's id (else its audio's stem) and the assistant text
+        lines += [json.dumps({"split": split, "id": i, "reference": r}, ensure_ascii=False) + "\n" for i, r in table.items()]
     atomic_write_text(output / "references.jsonl", "".join(lines))
     return splits
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tui_helpers import wait_for_all_panels
+
 from kimi_tui.project import init_project
 from kimi_tui.tui.app import KimiTuiApp, WorkbenchScreen
 from kimi_tui.tui.error_modal import ErrorModal
@@ -19,6 +21,7 @@ async def test_an_empty_folder_opens_the_start_screen_and_s_creates_the_sample(t
         await pilot.press("s")
         await pilot.pause()
         assert isinstance(app.screen, WorkbenchScreen)
+        await wait_for_all_panels(pilot)
         assert (tmp_path / "sample-project" / "kimi-tui.toml").exists()
         assert (tmp_path / "sample-project" / "sample" / "audio").is_dir()
 
@@ -42,6 +45,7 @@ async def test_number_keys_switch_panels_and_f1_lists_the_keys(tmp_path: Path) -
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, WorkbenchScreen)
+        await wait_for_all_panels(pilot)
 
 
 async def test_palette_offers_category_verb_commands(tmp_path: Path) -> None:
@@ -49,6 +53,7 @@ async def test_palette_offers_category_verb_commands(tmp_path: Path) -> None:
     app = KimiTuiApp(root)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
+        await wait_for_all_panels(pilot)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Panel: show run" in titles and "App: help" in titles
         assert all(":" in t for t in titles if t.startswith(("Panel", "App", "Run", "Dataset", "Config")))
@@ -102,3 +107,4 @@ async def test_a_panel_key_pressed_before_the_tabs_exist_is_not_lost(tmp_path: P
             if app.screen.query_one(TabbedContent).active == "tab-run":
                 break
         assert app.screen.query_one(TabbedContent).active == "tab-run"
+        await wait_for_all_panels(pilot)

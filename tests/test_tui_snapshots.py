@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tui_helpers import wait_for_all_panels
+
 from kimi_tui.project import init_project
 from kimi_tui.tui.app import KimiTuiApp, WorkbenchScreen
 
@@ -35,6 +37,7 @@ async def wait_for_dataset(pilot) -> None:
             if panel is not None and "train 9" in str(panel.border_title) and "test 10" in str(panel.border_title):
                 break
         await pilot.pause(0.05)
+    await wait_for_all_panels(pilot)
     await pilot.pause(0.3)
 
 

@@ -19,3 +19,18 @@ async def wait_for_panel(pilot, panel_class, timeout: float = 15.0):
                 return found.first()
         await pilot.pause(0.05)
     raise AssertionError(f"{panel_class.__name__} was never built")
+
+
+async def wait_for_all_panels(pilot, timeout: float = 15.0) -> None:
+    """Until the workbench has built every panel, so a test never ends mid-build."""
+    from kimi_tui.tui.app import PANEL_ORDER
+    from kimi_tui.tui.panel import Panel
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(pilot.app.query(Panel)) >= len(PANEL_ORDER) or any(
+            len(s.query(Panel)) >= len(PANEL_ORDER) for s in pilot.app.screen_stack
+        ):
+            await pilot.pause()
+            return
+        await pilot.pause(0.05)

@@ -186,6 +186,8 @@ class CheckpointsPanel(Panel):
         yield Static("", id="checkpoints-hint", markup=False)
 
     def on_mount(self) -> None:
+        if not self.children:  # quit while the panel was being built: nothing to set up
+            return
         table = self.query_one(DataTable)
         table.add_column(" ", key="mark", width=1)
         table.add_column("name", key="name", width=16)

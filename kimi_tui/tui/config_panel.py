@@ -274,6 +274,8 @@ class ConfigPanel(Panel):
         yield Static("", classes="config-error", id=f"{wid}-error", markup=False)
 
     def on_mount(self) -> None:
+        if not self.children:  # quit while the panel was being built: nothing to set up
+            return
         self.query_one("#config-disk-error").display = False
         self._show_help(None)
         self._update_status()

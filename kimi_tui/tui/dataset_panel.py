@@ -411,6 +411,8 @@ class DatasetPanel(Panel):
                     yield Static(id="dataset-details-body")
 
     def on_mount(self) -> None:
+        if not self.children:  # quit while the panel was being built: nothing to set up
+            return
         self._update_bar()
         self._update_pane_title()
         self._update_message()

@@ -258,6 +258,8 @@ class EvaluationPanel(Panel):
                 yield AlignmentView(id="ev-alignment")
 
     def on_mount(self) -> None:
+        if not self.children:  # quit while the panel was being built: nothing to set up
+            return
         metrics = self.query_one("#ev-metrics", DataTable)
         metrics.add_columns("model", "CER", "S/D/I", "macro", "SER", "exact", "sim", "N")
         self._show_message(NO_EVALUATION)

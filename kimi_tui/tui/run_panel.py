@@ -272,6 +272,8 @@ class RunPanel(Panel):
                 yield LogView(id="run-log")
 
     def on_mount(self) -> None:
+        if not self.children:  # quit while the panel was being built: nothing to set up
+            return
         stages = self.query_one(StageList)
         stages.border_title = "Stages"
         stages.highlighted = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Footer
 from textual.worker import Worker, WorkerState
 
+from tui_helpers import wait_for
 from kimi_tui.config import load_config
 from kimi_tui.project import Project, init_project
 from kimi_tui.tui import messages
@@ -66,14 +66,6 @@ class Harness(App):
     def report_worker_failure(self, worker: Worker) -> None:
         """What KimiTuiApp turns into a modal (panels forward their failed workers here)."""
         self.worker_errors.append(worker.error)
-
-
-async def wait_for(pilot, condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def rows(panel: CheckpointsPanel) -> dict[str, list[str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.worker import Worker, WorkerState
 
+from tui_helpers import wait_for
 from kimi_tui.config import load_config
 from kimi_tui.engines.whisper import WhisperEngine
 from kimi_tui.project import Project, init_project
@@ -59,14 +59,6 @@ class Harness(App):
     def report_worker_failure(self, worker: Worker) -> None:
         """What KimiTuiApp turns into a modal (panels forward their failed workers here)."""
         self.worker_errors.append(worker.error)
-
-
-async def wait_for(pilot, condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def text_of(widget: Static) -> str:

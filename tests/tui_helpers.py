@@ -34,3 +34,12 @@ async def wait_for_all_panels(pilot, timeout: float = 15.0) -> None:
             await pilot.pause()
             return
         await pilot.pause(0.05)
+
+
+async def wait_for(pilot, condition, timeout: float = 5.0) -> None:
+    """Until ``condition()`` holds, pausing the app between checks."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)

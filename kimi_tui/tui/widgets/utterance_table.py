@@ -116,29 +116,21 @@ class UtteranceTable(ScrollView, can_focus=True, inherit_bindings=False):
     UtteranceTable > .utterance-table--muted { color: $text-muted; }
     """
 
-    class Highlighted(Message):
+    class _RowMessage(Message):
+        def __init__(self, table: "UtteranceTable", row: int) -> None:
+            super().__init__()
+            self.table = table
+            self.row = row
+
+        @property
+        def control(self) -> "UtteranceTable":
+            return self.table
+
+    class Highlighted(_RowMessage):
         """The cursor moved to ``row`` (-1: the table is empty)."""
 
-        def __init__(self, table: "UtteranceTable", row: int) -> None:
-            super().__init__()
-            self.table = table
-            self.row = row
-
-        @property
-        def control(self) -> "UtteranceTable":
-            return self.table
-
-    class Selected(Message):
+    class Selected(_RowMessage):
         """Enter (or a double click) on ``row``."""
-
-        def __init__(self, table: "UtteranceTable", row: int) -> None:
-            super().__init__()
-            self.table = table
-            self.row = row
-
-        @property
-        def control(self) -> "UtteranceTable":
-            return self.table
 
     def __init__(self, columns: Sequence[Column] = (), *, empty_text: str = "no rows", name: str | None = None,
                  id: str | None = None, classes: str | None = None) -> None:

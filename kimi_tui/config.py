@@ -183,6 +183,14 @@ class TrainSection(_Section):
     bf16: bool = Field(False, description="Train in bfloat16 (true or false); needs a GPU that supports it.")
     num_gpus: int = Field(1, ge=1, description="Number of GPUs to train on (at least 1).")
     max_grad_norm: float = Field(1.0, ge=0, description="Clip gradients to this norm (0 or more; 0 = no clipping).")
+    num_nodes: int = Field(
+        1, ge=1,
+        description="Machines to train on (at least 1). Over 1, start the same train command on every machine:\n"
+        "torchrun meets at rdzv_endpoint (each machine uses num_gpus GPUs).",
+    )
+    rdzv_endpoint: str = Field(
+        "", description='host:port every machine can reach, for num_nodes over 1 (e.g. "10.0.0.1:29400").'
+    )
 
 
 class DeepSpeedSection(_Section):
@@ -190,6 +198,49 @@ class DeepSpeedSection(_Section):
     stage: Literal[2, 3] = Field(3, description="ZeRO stage: 2 (shard optimizer state and gradients) or 3 (also the weights).")
     offload_optimizer: bool = Field(False, description="Keep the optimizer state in CPU memory (true or false).")
     offload_param: bool = Field(False, description="Keep the weights in CPU memory; stage 3 only (true or false).")
+
+
+class KimiAudioSection(_Section):
+    checkout: str = Field(
+        "", description="Folder of your Kimi-Audio checkout (holding finetune.py, finetune_codes/ and kimia_infer/)."
+    )
+    python: str = Field(
+        "",
+        description="Python interpreter of the environment the official code runs in (transformers 4.46-4.50,\n"
+        'torch, flash-attn, deepspeed), e.g. "~/kimi-env/bin/python". "" = the one running kimi-tui.',
+    )
+    base_model: str = Field(
+        "", description="Local copy of moonshotai/Kimi-Audio-7B (or -7B-Instruct): config.json, weights, tokenizer."
+    )
+    glm4_tokenizer: str = Field(
+        "", description='Local copy of THUDM/glm-4-voice-tokenizer; "" = the Hugging Face cache.'
+    )
+    whisper: str = Field(
+        "",
+        description='Local copy of openai/whisper-large-v3; "" = the base model\'s whisper-large-v3/ folder,\n'
+        "else the Hugging Face cache.",
+    )
+    method: Literal["full", "lora"] = Field(
+        "lora",
+        description='"lora" (adapters on a frozen base: fits one 80 GB GPU) or "full" (every weight;\n'
+        "needs DeepSpeed ZeRO-3 over 4+ GPUs, or ~250 GB of host RAM to offload).",
+    )
+    lora_rank: int = Field(8, ge=1, description="LoRA rank (at least 1).")
+    lora_alpha: int = Field(16, ge=1, description="LoRA scaling alpha (at least 1).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout (0 up to, not including, 1).")
+    lora_targets: list[str] = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Names of the language model's modules that get LoRA adapters.",
+    )
+    max_audio_tokens: int = Field(
+        500, ge=1, description="Longest sample in tokens, for the memory estimate (a 30 s clip is ~400)."
+    )
+    export_bf16: bool = Field(
+        False, description="Write the exported model in bfloat16: half the disk (~20 GB instead of ~40 GB)."
+    )
+    text_repetition_penalty: float = Field(
+        1.0, ge=1, description="Decoding: repetition penalty on the text stream (1.0 = none; Kimi's eval kit: 1.1)."
+    )
 
 
 class EvalSection(_Section):
@@ -241,6 +292,7 @@ class ProjectConfig(BaseModel):
     engine: EngineSection = Field(default_factory=EngineSection)
     train: TrainSection = Field(default_factory=TrainSection)
     deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection)
+    kimi_audio: KimiAudioSection = Field(default_factory=KimiAudioSection)
     eval: EvalSection = Field(default_factory=EvalSection)
 
     @staticmethod
@@ -256,6 +308,8 @@ _TABLE_HELP: dict[str, str] = {
     "engine": "Which model is fine-tuned, and where it runs.",
     "train": "Fine-tuning settings.",
     "deepspeed": "DeepSpeed ZeRO: shards (and optionally offloads) training state to fit larger models.",
+    "kimi_audio": "The kimi-audio engine: your checkout of the official Kimi-Audio code, its Python\n"
+    "environment and the model folders. Every stage runs offline from these folders.",
     "eval": "What gets scored after training.",
 }
 

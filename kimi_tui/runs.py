@@ -34,7 +34,8 @@ from kimi_tui.supervisor import STOP_MARKER
 
 FINAL_STATES = ("succeeded", "failed", "stopped", "interrupted")
 ACTIVE_STATES = ("queued", "running")
-SECRET_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|API_KEY|ACCESS_KEY)", re.I)
+# Whole words of the name only: HF_TOKEN and AWS_SECRET_ACCESS_KEY are secrets, TOKENIZERS_PARALLELISM is not.
+SECRET_ENV = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIALS?)(_|$)", re.I)
 
 
 @dataclass

@@ -68,7 +68,7 @@ def get_engine(name: str):
 
         return WhisperEngine()
     if name == "kimi-audio":
-        raise KimiTuiError(
-            "engine 'kimi-audio' is not available yet in this version; use engine.name = \"whisper\""
-        )
+        from kimi_tui.engines.kimi_audio import KimiAudioEngine
+
+        return KimiAudioEngine()
     raise KimiTuiError(f"unknown engine {name!r}: use 'whisper' or 'kimi-audio'")

@@ -1,0 +1,383 @@
+"""The kimi-audio engine: plans that drive the user's checkout of the official Kimi-Audio code.
+
+Every plan runs with the checkout root as working directory (the official code
+opens ``finetune_codes/...`` and hub-id folders relative to it), under the
+interpreter of the user's Kimi-Audio environment (``[kimi_audio] python``), offline:
+the worker links ``openai/whisper-large-v3``, ``THUDM/glm-4-voice-tokenizer`` and
+``moonshotai/Kimi-Audio-7B(-Instruct)`` in the checkout to the configured folders and
+``HF_HUB_OFFLINE=1`` is set, so no stage can start a 43 GB download.
+
+That interpreter lacks kimi-tui's dependencies, so the worker and the event
+writer (stdlib-only modules) are copied into ``<project>/.kimi-tui/lib`` and the
+copy is run as a file; ``PYTHONPATH`` holds the checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from kimi_tui.checkpoints import list_checkpoints
+from kimi_tui.engines import STAGES, Schedule, compute_schedule
+from kimi_tui.errors import KimiTuiError
+from kimi_tui.fsutil import atomic_write_text
+from kimi_tui.project import Project
+from kimi_tui.runs import StagePlan
+
+#: The stdlib-only files the worker needs, relative to the kimi_tui package.
+WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/kimi_audio_worker.py")
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONUNBUFFERED": "1",
+}
+WHISPER_ID = "openai/whisper-large-v3"
+GLM4_ID = "THUDM/glm-4-voice-tokenizer"
+BASE_IDS = ("moonshotai/Kimi-Audio-7B", "moonshotai/Kimi-Audio-7B-Instruct")
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class KimiAudioEngine:
+    name = "kimi-audio"
+    stages = STAGES
+
+    # -- configuration ------------------------------------------------------
+
+    def _folder(self, project: Project, key: str, *, required: bool = True) -> Path | None:
+        value = getattr(project.config.kimi_audio, key)
+        path = project.path(value) if value else None
+        if path is None:
+            if required:
+                raise KimiTuiError(f"kimi-tui.toml [kimi_audio] {key} is not set: give the folder's path")
+            return None
+        if not path.is_dir():
+            raise KimiTuiError(f"kimi-tui.toml [kimi_audio] {key} = {value!r}: the folder {path} does not exist")
+        return path.resolve()
+
+    def checkout(self, project: Project) -> Path:
+        path = self._folder(project, "checkout")
+        missing = [p for p in ("finetune.py", "finetune_codes/model.py", "kimia_infer/api/kimia.py")
+                   if not (path / p).is_file()]
+        if missing:
+            raise KimiTuiError(
+                f"kimi-tui.toml [kimi_audio] checkout: {path} is not a Kimi-Audio checkout (no {', '.join(missing)}). "
+                "Clone it with `git clone --recursive https://github.com/MoonshotAI/Kimi-Audio` and point checkout at it."
+            )
+        return path
+
+    def base_model(self, project: Project) -> Path:
+        path = self._folder(project, "base_model")
+        if not (path / "config.json").is_file():
+            raise KimiTuiError(f"kimi-tui.toml [kimi_audio] base_model: {path} has no config.json; point it at a "
+                               "local copy of moonshotai/Kimi-Audio-7B")
+        return path
+
+    def python(self, project: Project) -> str:
+        value = project.config.kimi_audio.python
+        if not value:
+            return sys.executable
+        path = project.path(value)
+        if path is not None and path.is_file():
+            return str(path)  # a venv's bin/python is a symlink: keep it, it selects the venv
+        found = shutil.which(value)
+        if found:
+            return found
+        raise KimiTuiError(f"kimi-tui.toml [kimi_audio] python = {value!r}: no such interpreter; give the path of "
+                           "the python of your Kimi-Audio environment (e.g. ~/kimi-env/bin/python)")
+
+    def links(self, project: Project) -> list[str]:
+        base = self.base_model(project)
+        whisper = self._folder(project, "whisper", required=False)
+        if whisper is None and (base / "whisper-large-v3").is_dir():
+            whisper = base / "whisper-large-v3"
+        glm4 = self._folder(project, "glm4_tokenizer", required=False)
+        links = [f"{hub_id}={base}" for hub_id in BASE_IDS]
+        if whisper is not None:
+            links.append(f"{WHISPER_ID}={whisper}")
+        if glm4 is not None:
+            links.append(f"{GLM4_ID}={glm4}")
+        return [arg for link in links for arg in ("--link", link)]
+
+    def worker_lib(self, project: Project) -> Path:
+        """Copies of the stdlib-only worker files, refreshed when kimi-tui changes."""
+        import kimi_tui
+
+        package = Path(kimi_tui.__file__).parent
+        lib = project.root / ".kimi-tui" / "lib"
+        for rel in WORKER_FILES:
+            source = package / rel
+            target = lib / "kimi_tui" / rel
+            text = source.read_text(encoding="utf-8")
+            if not target.exists() or target.read_text(encoding="utf-8") != text:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(target, text)
+        return lib
+
+    def _env(self, project: Project, checkout: Path, **extra: str) -> dict[str, str]:
+        env = dict(OFFLINE_ENV)
+        env["PYTHONPATH"] = str(checkout)
+        env.update(extra)
+        return env
+
+    def worker_script(self, project: Project) -> str:
+        return str(self.worker_lib(project) / "kimi_tui" / "workers" / "kimi_audio_worker.py")
+
+    def _worker(self, project: Project, command: str) -> tuple[list[str], Path]:
+        checkout = self.checkout(project)
+        argv = [self.python(project), self.worker_script(project), command, "--checkout", str(checkout)]
+        return argv + self.links(project), checkout
+
+    # -- data ---------------------------------------------------------------
+
+    def tokens_jsonl(self, project: Project, split: str) -> Path:
+        return project.features_dir / f"{split}.jsonl"
+
+    def schedule(self, project: Project) -> Schedule:
+        data = self.tokens_jsonl(project, "train")
+        if not data.exists():
+            raise KimiTuiError(f"{data} does not exist yet: run the extract stage first")
+        t = project.config.train
+        n = count_lines(data)
+        n_train = n - int(n * t.eval_ratio)  # the official split holds out the first fraction
+        return compute_schedule(
+            n_train, epochs=t.epochs, batch_size=1, gradient_accumulation_steps=t.gradient_accumulation_steps,
+            num_gpus=t.num_gpus * t.num_nodes, save_steps=t.save_steps,
+        )
+
+    # -- plans --------------------------------------------------------------
+
+    def plan(self, stage: str, project: Project) -> StagePlan:
+        if stage not in STAGES:
+            raise KimiTuiError(f"unknown stage {stage!r}: stages are {', '.join(STAGES)}")
+        return getattr(self, f"_plan_{stage}")(project)
+
+    def _plan_prepare(self, project: Project) -> StagePlan:
+        if project.config.data.max_duration_s <= 0 or project.config.data.max_duration_s > 30:
+            raise KimiTuiError(
+                f"kimi-tui.toml [data] max_duration_s = {project.config.data.max_duration_s:g}: Kimi-Audio needs clips "
+                "of 30 s or less (longer ones are cut in 30 s chunks and have hung multi-GPU runs). Set it to 30."
+            )
+        from kimi_tui.engines.whisper import WhisperEngine
+
+        plan = WhisperEngine()._plan_prepare(project)  # the same JSONL: one audio per sample, absolute paths
+        plan.description += " (Kimi-Audio: one audio per sample, at most 30 s)"
+        return plan
+
+    def _plan_extract(self, project: Project) -> StagePlan:
+        if not project.train_jsonl.exists():
+            raise KimiTuiError(f"{project.train_jsonl} does not exist yet: run the prepare stage first")
+        argv, checkout = self._worker(project, "extract")
+        argv += ["--base-model", str(self.base_model(project))]
+        splits = [("train", project.train_jsonl)]
+        if project.test_jsonl.exists():
+            splits.append(("test", project.test_jsonl))
+        for name, path in splits:
+            argv += ["--split", f"{name}={path}:{self.tokens_jsonl(project, name)}"]
+        argv += ["--work", str(project.features_dir / "extract"), "--gpus", str(project.config.train.num_gpus)]
+        return StagePlan(
+            stage="extract", argv=argv, env=self._env(project, checkout), cwd=str(checkout),
+            inputs=[str(p) for _, p in splits], outputs=[str(project.features_dir)],
+            description=("GLM-4-Voice semantic tokens (12.5 Hz) for every audio message through the official "
+                         "prompt manager; resumable, bad files skipped and listed"),
+        )
+
+    def _plan_convert(self, project: Project) -> StagePlan:
+        argv, checkout = self._worker(project, "official")
+        out = project.base_model_dir
+        argv += ["--output", str(out), "--", self.python(project), "-m", "finetune_codes.model",
+                 "--model_name", str(self.base_model(project)), "--output_dir", str(out)]
+        return StagePlan(
+            stage="convert", argv=argv, env=self._env(project, checkout), cwd=str(checkout),
+            inputs=[str(self.base_model(project))], outputs=[str(out)],
+            description="the official finetune_codes.model CLI: the base model + Whisper encoder as one trainable model",
+        )
+
+    def _plan_train(self, project: Project, resume: bool = False) -> StagePlan:
+        if not (project.base_model_dir / "config.json").exists():
+            raise KimiTuiError(f"{project.base_model_dir} has no model yet: run the convert stage first")
+        cfg = project.config
+        t, ka, ds = cfg.train, cfg.kimi_audio, cfg.deepspeed
+        if t.batch_size != 1:
+            raise KimiTuiError(
+                f"kimi-tui.toml [train] batch_size = {t.batch_size}: the official Kimi-Audio model only trains with "
+                "a micro batch of 1. Set batch_size = 1 and raise gradient_accumulation_steps instead."
+            )
+        if t.num_nodes > 1 and not t.rdzv_endpoint:
+            raise KimiTuiError("kimi-tui.toml [train] num_nodes > 1 needs rdzv_endpoint = \"HOST:PORT\" "
+                               "(an address every machine can reach)")
+        sched = self.schedule(project)
+        if len(sched.checkpoint_steps) < 2:
+            raise KimiTuiError(
+                f"kimi-tui.toml [train] save_steps = {t.save_steps}: the run has {sched.total_steps} optimizer steps "
+                f"({sched.n_samples} samples x {t.epochs} epochs / (accumulation {t.gradient_accumulation_steps} x "
+                f"{t.num_gpus * t.num_nodes} GPUs)), so no checkpoint would be saved before the end. "
+                f"Set save_steps = \"auto\" or at most {max(1, sched.total_steps // 2)}."
+            )
+        checkout = self.checkout(project)
+        python = self.python(project)
+        distributed = t.num_gpus > 1 or t.num_nodes > 1 or ds.enabled
+        if distributed:
+            launcher = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(t.num_gpus)]
+            if t.num_nodes > 1:
+                launcher += ["--nnodes", str(t.num_nodes), "--rdzv_backend", "c10d",
+                             "--rdzv_endpoint", t.rdzv_endpoint, "--rdzv_id", f"kimi-tui-{project.root.name}"]
+            else:
+                launcher += ["--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+            argv = launcher + [self.worker_script(project), "train"]
+        else:
+            argv = [python, self.worker_script(project), "train"]
+        argv += ["--checkout", str(checkout)] + self.links(project)
+        argv += [
+            "--model", str(project.base_model_dir),
+            "--tokenizer", str(self.base_model(project)),
+            "--data", str(self.tokens_jsonl(project, "train")),
+            "--output", str(project.training_dir),
+            "--method", ka.method,
+            "--epochs", str(t.epochs),
+            "--learning-rate", repr(t.learning_rate),
+            "--gradient-accumulation-steps", str(t.gradient_accumulation_steps),
+            "--weight-decay", repr(t.weight_decay),
+            "--warmup-ratio", repr(t.warmup_ratio),
+            "--lr-scheduler", t.lr_scheduler,
+            "--max-grad-norm", repr(t.max_grad_norm),
+            "--save-steps", str(sched.save_steps),
+            "--save-total-limit", str(t.save_total_limit),
+            "--logging-steps", str(t.logging_steps),
+            "--seed", str(t.seed),
+            "--eval-ratio", repr(t.eval_ratio),
+            "--device", cfg.engine.device,
+            "--total-steps", str(sched.total_steps),
+        ]
+        if t.bf16:
+            argv.append("--bf16")
+        if ka.method == "lora":
+            argv += ["--lora-rank", str(ka.lora_rank), "--lora-alpha", str(ka.lora_alpha),
+                     "--lora-dropout", repr(ka.lora_dropout), "--lora-targets", *ka.lora_targets]
+        if ds.enabled:
+            argv += ["--zero-stage", str(ds.stage)]
+            argv += ["--offload-optimizer"] if ds.offload_optimizer else []
+            argv += ["--offload-param"] if ds.offload_param and ds.stage == 3 else []
+        if resume:
+            complete = [c for c in list_checkpoints(project.training_dir) if c.complete]
+            if not complete:
+                raise KimiTuiError(f"--resume: {project.training_dir} has no complete checkpoint to resume from")
+            argv += ["--resume-from", str(complete[-1].path)]
+        where = f"{t.num_gpus} GPU{'s' if t.num_gpus > 1 else ''}" + (f" x {t.num_nodes} machines" if t.num_nodes > 1 else "")
+        how = "LoRA" if ka.method == "lora" else "full fine-tuning"
+        if ds.enabled:
+            how += f", DeepSpeed ZeRO-{ds.stage}" + (" + optimizer offload" if ds.offload_optimizer else "") + (
+                " + parameter offload" if ds.offload_param and ds.stage == 3 else "")
+        return StagePlan(
+            stage="train", argv=argv,
+            env=self._env(project, checkout, CUDA_DEVICE_MAX_CONNECTIONS="1"), cwd=str(checkout),
+            inputs=[str(project.base_model_dir), str(self.tokens_jsonl(project, "train"))],
+            outputs=[str(project.training_dir)],
+            description=(f"{how} on {where}: {sched.total_steps} optimizer steps ({sched.steps_per_epoch}/epoch), "
+                         f"checkpoints at steps {', '.join(map(str, sched.checkpoint_steps))} and the final model"),
+        )
+
+    def _plan_export(self, project: Project) -> StagePlan:
+        final = project.training_dir / "final"
+        lora = (final / "adapter_config.json").is_file()
+        if not lora and not (final / "config.json").is_file():
+            raise KimiTuiError(f"{final} does not exist yet: run the train stage first")
+        argv, checkout = self._worker(project, "official")
+        base = self.base_model(project)
+        source = final
+        if lora:
+            source = project.training_dir / "final-merged"
+            argv += ["--merge-lora", str(final), str(project.base_model_dir), str(source)]
+        argv += ["--copy-tokenizer", str(base), str(project.export_dir)]
+        if project.config.kimi_audio.export_bf16:
+            argv += ["--bf16", str(project.export_dir)]
+        argv += ["--output", str(project.export_dir), "--", self.python(project), "-m", "finetune_codes.model",
+                 "--action", "export_model", "--input_dir", str(source), "--output_dir", str(project.export_dir)]
+        steps = (["merge the LoRA adapters into the converted model"] if lora else []) + [
+            "the official export", "tokenizer files copied from the base model"] + (
+            ["weights to bf16"] if project.config.kimi_audio.export_bf16 else [])
+        return StagePlan(
+            stage="export", argv=argv, env=self._env(project, checkout), cwd=str(checkout),
+            inputs=[str(final)], outputs=[str(project.export_dir)], description="; ".join(steps),
+        )
+
+    def evaluated_models(self, project: Project) -> list[tuple[str, str]]:
+        ev = project.config.eval
+        models: list[tuple[str, str]] = []
+        if ev.include_base:
+            models.append(("base", str(self.base_model(project))))
+        complete = [c for c in list_checkpoints(project.training_dir) if c.complete]
+        if ev.checkpoints == "all":
+            chosen = complete
+        elif ev.checkpoints == "last":
+            chosen = complete[-1:]
+        else:
+            by_name = {c.name: c for c in complete}
+            missing = [n for n in ev.checkpoints if n not in by_name]
+            if missing:
+                raise KimiTuiError(f"kimi-tui.toml [eval] checkpoints: {', '.join(missing)} not found (complete ones: "
+                                   f"{', '.join(by_name) or 'none'})")
+            chosen = [by_name[n] for n in ev.checkpoints]
+        models += [(c.name, str(c.path)) for c in chosen]
+        if ev.include_export and (project.export_dir / "config.json").exists():
+            models.append(("export", str(project.export_dir)))
+        return models
+
+    def _plan_evaluate(self, project: Project) -> StagePlan:
+        models = self.evaluated_models(project)
+        if not models:
+            raise KimiTuiError("nothing to evaluate: check [eval] in kimi-tui.toml, or run train/export first")
+        splits = {"test": project.test_jsonl, "train": project.train_jsonl}
+        chosen = [(s, splits[s]) for s in project.config.eval.splits if splits[s].exists()]
+        if not chosen:
+            raise KimiTuiError("no prepared split to evaluate: run the prepare stage first")
+        out = project.evaluations_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
+        transcribe, checkout = self._worker(project, "transcribe")
+        for name, path in models:
+            transcribe += ["--model", f"{name}={path}"]
+        for split, path in chosen:
+            transcribe += ["--jsonl", f"{split}={path}"]
+        ev = project.config.eval
+        transcribe += [
+            "--output", str(out), "--shell", str(self.base_model(project)),
+            "--max-new-tokens", str(ev.max_new_tokens),
+            "--text-repetition-penalty", repr(project.config.kimi_audio.text_repetition_penalty),
+            "--gpus", str(project.config.train.num_gpus),
+        ]
+        scoring = ["--resamples", str(ev.bootstrap_resamples)]
+        scoring += ["--numbers"] if ev.normalise_numbers else []
+        scoring += ["--fillers"] if ev.remove_fillers else []
+        scoring += ["--mixed"] if ev.mixed_tokens else []
+        argv = [sys.executable, "-m", "kimi_tui.workers.evaluate", "--output", str(out),
+                "--train-jsonl", str(project.train_jsonl), *scoring, "--"] + transcribe
+        env = self._env(project, checkout)
+        # The scorer is kimi-tui's own (its interpreter); only the transcriber needs the checkout.
+        return StagePlan(
+            stage="evaluate", argv=argv, env=env, cwd=str(checkout),
+            inputs=[p for _, p in models], outputs=[str(out)],
+            description=(f"KimiAudio greedy text (max_new_tokens {ev.max_new_tokens}) on "
+                         f"{', '.join(s for s, _ in chosen)} with {', '.join(n for n, _ in models)}, then score"),
+        )
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

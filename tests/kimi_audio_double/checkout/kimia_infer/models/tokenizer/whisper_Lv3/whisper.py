@@ -1,0 +1,59 @@
+"""WhisperEncoder double: waveform -> 50 Hz frames of a learned feature (one Linear)."""
+import os
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from kimia_infer.hub import local_folder
+
+FRAME = 320  # 16 kHz / 50 Hz
+WIDTH = 8
+
+
+class WhisperEncoder(torch.nn.Module):
+    def __init__(self, model_path, mel_batch_size=20, unfreeze_online_whisper_model=False):
+        super().__init__()
+        folder = local_folder(model_path)
+        self.speech_encoder = torch.nn.Linear(1, WIDTH)
+        state = load_file(os.path.join(folder, "model.safetensors"))
+        self.speech_encoder.load_state_dict({k.replace("encoder.", ""): v for k, v in state.items()})
+
+    def forward(self, wav):
+        wav = wav.float().to(self.speech_encoder.weight.device)
+        n = max(1, wav.shape[-1] // FRAME)
+        frames = wav[..., : n * FRAME].reshape(wav.shape[0], n, FRAME).abs().mean(-1, keepdim=True)
+        return self.speech_encoder(frames.to(self.speech_encoder.weight.dtype))
+
+    tokenize_waveform = forward
+
+
+def save_whisper(folder, seed=0):
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(1, WIDTH)
+    os.makedirs(folder, exist_ok=True)
+    save_file({"encoder.weight": layer.weight.detach().contiguous(), "encoder.bias": layer.bias.detach().contiguous()},
+              os.path.join(folder, "model.safetensors"))
+    with open(os.path.join(folder, "config.json"), "w") as fh:
+        fh.write('{"model_type": "whisper", "num_mel_bins": 128}\n')
+
+
+class WhisperModel:
+    """The export's ``WhisperModel.from_pretrained("openai/whisper-large-v3")`` + save_pretrained."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.state = {}
+
+    @classmethod
+    def from_pretrained(cls, name):
+        return cls(local_folder(name))
+
+    def load_state_dict(self, state, strict=False):
+        self.state = {k: v.detach().contiguous() for k, v in state.items()}
+        return [], []
+
+    def save_pretrained(self, folder):
+        os.makedirs(folder, exist_ok=True)
+        save_file(self.state, os.path.join(folder, "model.safetensors"))
+        with open(os.path.join(folder, "config.json"), "w") as fh:
+            fh.write('{"model_type": "whisper", "num_mel_bins": 128}\n')

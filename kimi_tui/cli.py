@@ -233,6 +233,17 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             "output_dir": str(project.training_dir),
         }
         values = {k: (v if v is not None else from_project.get(k)) for k, v in values.items()}
+        ka = project.config.kimi_audio
+        args.checkout = args.checkout or (str(project.path(ka.checkout)) if ka.checkout else None)
+        args.base_model = args.base_model or (str(project.path(ka.base_model)) if ka.base_model else None)
+        if not args.python and ka.python:
+            from kimi_tui.engines.kimi_audio import KimiAudioEngine
+
+            args.python = KimiAudioEngine().python(project)
+        args.method = args.method or ka.method
+        if ds.enabled is False and args.zero_stage is None and args.method == "full":
+            values["zero_stage"] = 0  # the project trains without DeepSpeed
+    args.method = args.method or "full"
     defaults = {"epochs": 5, "batch_size": 1, "grad_accum": 1, "save_steps": 1000, "num_gpus": 1,
                 "save_total_limit": 10, "zero_stage": 3, "offload_optimizer": False, "offload_param": False}
     values = {k: (defaults.get(k) if v is None else v) for k, v in values.items()}
@@ -346,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-steps", metavar="N|auto")
     p.add_argument("--save-total-limit", type=int, metavar="N", help="checkpoints kept (official: 10; 0 keeps all)")
     p.add_argument("--gpus", type=int, metavar="N")
-    p.add_argument("--method", choices=("full", "lora"), default="full")
+    p.add_argument("--method", choices=("full", "lora"), help="default: the project's, else full (the official code's)")
     p.add_argument("--zero-stage", type=int, choices=(2, 3))
     p.add_argument("--offload-optimizer", action="store_true")
     p.add_argument("--offload-param", action="store_true")

@@ -148,11 +148,8 @@ def _fmt_lr(value: float) -> str:
 def _check_engine(project: "Project", out: list[Lint]) -> None:
     engine = project.config.engine
     if engine.name == "kimi-audio":
-        out.append(Lint(
-            "error", "engine.name",
-            "the kimi-audio engine is not available in this version of kimi-tui.",
-            'Set engine.name = "whisper" (the same pipeline on a Whisper model).',
-        ))
+        _check_kimi_audio(project, out)
+        return
     if engine.model == "tiny":
         return
     path = project.path(engine.model)
@@ -182,6 +179,78 @@ def _check_engine(project: "Project", out: list[Lint]) -> None:
             f"{path} holds a {model_type!r} model, not a Whisper one (config.json model_type).",
             "Point it at a Whisper checkpoint folder, or use \"tiny\".",
         ))
+
+
+#: Interpreter probes by (interpreter, its modification time): one subprocess per environment per session.
+_PROBES: dict[tuple[str, float], dict] = {}
+#: Preflight fields that name a package of the environment: the user fixes them through kimi_audio.python.
+_ENVIRONMENT_FIELDS = ("kimi_audio.transformers", "kimi_audio.eval_strategy", "kimi_audio.torch", "kimi_audio.cuda",
+                       "kimi_audio.flash_attn", "kimi_audio.deepspeed")
+
+
+def _cached_probe(python: str) -> dict:
+    from kimi_tui.engines.kimi_audio_preflight import probe_interpreter
+
+    try:
+        key = (os.path.abspath(python), os.stat(python).st_mtime)
+    except OSError:
+        return probe_interpreter(python)
+    if key not in _PROBES:
+        _PROBES[key] = probe_interpreter(python)
+    return _PROBES[key]
+
+
+def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
+    """The kimi-audio engine's settings, then the preflight of the official code (its environment,
+    checkout, memory, disk); the schedule and GPU split are checked by the common checks."""
+    from kimi_tui.engines.kimi_audio import KimiAudioEngine
+    from kimi_tui.engines.kimi_audio_preflight import preflight
+
+    cfg = project.config
+    ka, t, ds = cfg.kimi_audio, cfg.train, cfg.deepspeed
+    if not 0 < cfg.data.max_duration_s <= 30:
+        out.append(Lint(
+            "error", "data.max_duration_s",
+            f"max_duration_s = {cfg.data.max_duration_s:g}: Kimi-Audio takes clips of 30 s or less (longer audio is cut "
+            "in 30 s chunks and has hung multi-GPU ZeRO-3 runs).", "Set data.max_duration_s = 30.",
+        ))
+    engine = KimiAudioEngine()
+    paths: dict[str, Path | None] = {}
+    for key, what in (("checkout", "your clone of MoonshotAI/Kimi-Audio (git clone --recursive)"),
+                      ("base_model", "a local copy of moonshotai/Kimi-Audio-7B (huggingface-cli download "
+                                     "moonshotai/Kimi-Audio-7B --local-dir DIR)")):
+        try:
+            paths[key] = getattr(engine, key)(project)
+        except KimiTuiError as exc:
+            paths[key] = None
+            out.append(Lint("error", f"kimi_audio.{key}", str(exc).split(": ", 1)[-1], f"Set it to {what}."))
+    for key in ("glm4_tokenizer", "whisper"):
+        try:
+            engine._folder(project, key, required=False)
+        except KimiTuiError as exc:
+            out.append(Lint("error", f"kimi_audio.{key}", str(exc).split(": ", 1)[-1],
+                            'Give the folder\'s path, or "" to use the Hugging Face cache.'))
+    try:
+        python = engine.python(project)
+    except KimiTuiError as exc:
+        out.append(Lint("error", "kimi_audio.python", str(exc).split(": ", 1)[-1],
+                        "Give the python of your Kimi-Audio environment (e.g. ~/kimi-env/bin/python)."))
+        return
+    for finding in preflight(
+        checkout=paths["checkout"], python=python, base_model=paths["base_model"], n_samples=None,
+        epochs=t.epochs, batch_size=t.batch_size, grad_accum=t.gradient_accumulation_steps, save_steps=t.save_steps,
+        num_gpus=t.num_gpus * t.num_nodes, method=ka.method, zero_stage=ds.stage if ds.enabled else 0,
+        offload_optimizer=ds.enabled and ds.offload_optimizer, offload_param=ds.enabled and ds.offload_param,
+        max_audio_tokens=ka.max_audio_tokens, output_dir=project.training_dir, save_total_limit=t.save_total_limit,
+        probe=_cached_probe(python),
+    ):
+        if finding.field == "train.save_steps" and "not known" in finding.message:
+            continue  # the common schedule check counts the samples itself
+        if finding.field in _ENVIRONMENT_FIELDS:
+            finding = Lint(finding.level, "kimi_audio.python", finding.message, finding.fix)
+        if finding.field == "kimi_audio.checkout" and paths["checkout"] is None:
+            continue
+        out.append(finding)
 
 
 def _check_data(project: "Project", out: list[Lint]) -> None:
@@ -389,7 +458,7 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
     cfg = project.config
     t = cfg.train
     device = cfg.engine.device
-    tiny = cfg.engine.model == "tiny"
+    tiny = cfg.engine.name == "whisper" and cfg.engine.model == "tiny"
 
     if t.bf16 and device == "cpu":
         out.append(Lint(

@@ -98,6 +98,8 @@ class Setup:
     def label(self) -> str:
         if self.method == "lora":
             return "LoRA r=8 (base frozen in bf16)"
+        if self.zero_stage == 0:
+            return "full fine-tune without DeepSpeed"
         what = f"full fine-tune, ZeRO-{self.zero_stage}"
         if self.offload_optimizer and self.offload_param:
             return what + " + optimizer and parameter offload"
@@ -143,8 +145,14 @@ def _model_states(
             return 2 * psi, cpu * BUFFER_FACTOR, cpu
         cpu = psi * 4 * gpus_per_node
         return 4 * psi + 16 * psi / total_gpus, cpu * BUFFER_FACTOR, cpu
+    if zero_stage == 0:
+        # No DeepSpeed (plain DDP): every GPU holds bf16 weights and gradients, fp32 master weights and
+        # Adam's two moments (2 + 2 + 12 bytes per parameter), nothing sharded or offloaded.
+        if offload_optimizer or offload_param:
+            notes.append("offload needs DeepSpeed; ignored without it.")
+        return 16 * psi, 2 * psi * BUFFER_FACTOR, 2 * psi
     if zero_stage != 3:
-        raise ValueError(f"zero_stage must be 2 or 3, not {zero_stage!r}")
+        raise ValueError(f"zero_stage must be 0 (no DeepSpeed), 2 or 3, not {zero_stage!r}")
     if offload_param and not offload_optimizer:
         notes.append("offload_param without offload_optimizer is estimated as both offloaded.")
     if offload_param:

@@ -214,6 +214,13 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
             f"max_duration_s = {cfg.data.max_duration_s:g}: Kimi-Audio takes clips of 30 s or less (longer audio is cut "
             "in 30 s chunks and has hung multi-GPU ZeRO-3 runs).", "Set data.max_duration_s = 30.",
         ))
+    if t.batch_size != 1:
+        out.append(Lint(
+            "error", "train.batch_size",
+            f"batch_size = {t.batch_size}: the official Kimi-Audio model asserts a micro batch of 1 (twice).",
+            f"Set batch_size = 1 and gradient_accumulation_steps = {t.batch_size * t.gradient_accumulation_steps} "
+            "for the same effective batch.",
+        ))
     engine = KimiAudioEngine()
     paths: dict[str, Path | None] = {}
     for key, what in (("checkout", "your clone of MoonshotAI/Kimi-Audio (git clone --recursive)"),
@@ -244,8 +251,8 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
         max_audio_tokens=ka.max_audio_tokens, output_dir=project.training_dir, save_total_limit=t.save_total_limit,
         probe=_cached_probe(python),
     ):
-        if finding.field == "train.save_steps" and "not known" in finding.message:
-            continue  # the common schedule check counts the samples itself
+        if (finding.field == "train.save_steps" and "not known" in finding.message) or finding.field == "train.batch_size":
+            continue  # checked above, and the common schedule check counts the samples itself
         if finding.field in _ENVIRONMENT_FIELDS:
             finding = Lint(finding.level, "kimi_audio.python", finding.message, finding.fix)
         if finding.field == "kimi_audio.checkout" and paths["checkout"] is None:

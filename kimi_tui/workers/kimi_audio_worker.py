@@ -434,17 +434,18 @@ def cmd_official(args: argparse.Namespace, command: list[str], events: EventWrit
 # ---------------------------------------------------------------------------
 
 
-def deepspeed_config(stage: int, offload_optimizer: bool, offload_param: bool, bf16: bool) -> dict:
+def deepspeed_config(stage: int, offload_optimizer: bool, offload_param: bool, cuda: bool = True) -> dict:
     """No ``scheduler`` block: DeepSpeed's WarmupLR would replace the Trainer's schedule (the
-    official config's trap: the rate stays flat after warm-up). "auto" values come from the Trainer."""
+    official config's trap: the rate stays flat after warm-up). "auto" values come from the Trainer.
+    Without CUDA (a CPU smoke test) communication overlap and pinned memory are off: gloo has neither."""
     zero: dict = {
         "stage": stage,
-        "overlap_comm": True,
+        "overlap_comm": cuda,
         "contiguous_gradients": True,
         "reduce_bucket_size": "auto",
     }
     if offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cuda}
     if stage == 3:
         zero.update({
             "stage3_prefetch_bucket_size": "auto",
@@ -452,7 +453,7 @@ def deepspeed_config(stage: int, offload_optimizer: bool, offload_param: bool, b
             "stage3_gather_16bit_weights_on_model_save": True,
         })
         if offload_param:
-            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+            zero["offload_param"] = {"device": "cpu", "pin_memory": cuda}
     return {
         "bf16": {"enabled": "auto"},
         "fp16": {"enabled": "auto"},
@@ -547,7 +548,10 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
     output.mkdir(parents=True, exist_ok=True)
     ds_config = None
     if args.zero_stage:
-        ds_config = deepspeed_config(args.zero_stage, args.offload_optimizer, args.offload_param, args.bf16)
+        import torch
+
+        cuda = torch.cuda.is_available() and args.device != "cpu"
+        ds_config = deepspeed_config(args.zero_stage, args.offload_optimizer, args.offload_param, cuda)
         if is_main:
             atomic_write(output / "ds_config.json", json.dumps(ds_config, indent=2) + "\n")
     training_args = training_arguments(args, ds_config)  # before the model: ZeRO-3 builds it sharded
@@ -595,11 +599,14 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
         model = get_peft_model(model, lora)
         if training_args.gradient_checkpointing:
             model.enable_input_require_grads()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total_params = sum(p.numel() for p in model.parameters())
+    def numel(p) -> int:
+        return int(getattr(p, "ds_numel", 0) or p.numel())  # ZeRO-3 leaves an empty shard in p
+
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total_params = sum(numel(p) for p in model.parameters())
     say(f"{args.method}: {trainable:,} of {total_params:,} parameters train")
     if trainable == 0:
-        raise WorkerError(f"no parameter is trainable: none of {args.lora_targets} matched a module name")
+        raise WorkerError("no parameter of the model is trainable")
 
     whisper = model.whisper_model if hasattr(model, "whisper_model") else model.get_base_model().whisper_model
     train_set = LazySupervisedDataset(train_data, whisper_model=whisper, text_tokenizer=tokenizer,

@@ -286,6 +286,7 @@ def cmd_extract(args: argparse.Namespace, events: EventWriter) -> int:
         for name, index in todo:
             sample = data[name][index]
             record: dict = {"index": index}
+            path = ""
             try:
                 for message in audio_messages(sample):
                     path = str(message["content"])
@@ -300,7 +301,8 @@ def cmd_extract(args: argparse.Namespace, events: EventWriter) -> int:
             except WorkerError as exc:
                 record["error"] = str(exc)
             except Exception as exc:  # a bad file is one sample's problem, never the end of the run
-                record["error"] = f"{type(exc).__name__}: {exc}"
+                detail = str(exc).strip() or "the audio could not be decoded"
+                record["error"] = f"{path}: {type(exc).__name__}: {detail}"
             if "error" in record:
                 failed += 1
                 say(f"  skipped {name} line {index + 1} ({sample_id(sample)}): {record['error']}")
@@ -734,6 +736,7 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> int:
             continue
         events.emit("stage", name=f"transcribe {name}")
         model, kind = load_kimi_audio(name, Path(folder), Path(args.shell))
+        failed = 0
         say(f"transcribe with {name} ({kind}, {folder}): {len(todo)} clips")
         with open(part, "a", encoding="utf-8") as fh:
             for split, sample in todo:
@@ -745,14 +748,22 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> int:
                                      if m.get("role") == "assistant" and m.get("message_type") == "text")
                 audio = audio_messages(sample)[0]["content"]
                 began = time.time()
-                _, text = model.generate(
-                    messages, output_type="text",
-                    text_temperature=0.0, text_top_k=5,
-                    text_repetition_penalty=args.text_repetition_penalty, text_repetition_window_size=16,
-                    audio_temperature=0.8, audio_top_k=10, audio_repetition_penalty=1.0,
-                    audio_repetition_window_size=64,
-                    max_new_tokens=args.max_new_tokens,  # never -1: ~7,500 steps when no end token comes
-                )
+                try:
+                    _, text = model.generate(
+                        messages, output_type="text",
+                        text_temperature=0.0, text_top_k=5,
+                        text_repetition_penalty=args.text_repetition_penalty, text_repetition_window_size=16,
+                        audio_temperature=0.8, audio_top_k=10, audio_repetition_penalty=1.0,
+                        audio_repetition_window_size=64,
+                        max_new_tokens=args.max_new_tokens,  # never -1: ~7,500 steps when no end token comes
+                    )
+                except Exception as exc:  # one unreadable clip is scored as missing, never the end of the run
+                    detail = str(exc).strip() or "the audio could not be decoded"
+                    failed += 1
+                    say(f"  no transcript for {name} {split} {sample_id(sample)} ({audio}): {type(exc).__name__}: {detail}")
+                    events.error(f"{name} {split} {sample_id(sample)}: {type(exc).__name__}: {detail}")
+                    count += 1
+                    continue
                 hypothesis = strip_special(text or "")
                 samples_16k, _ = audio_samples_16k(audio)
                 record = {"model": name, "split": split, "id": sample_id(sample), "audio": audio,
@@ -765,6 +776,10 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> int:
                 events.progress(count, total, model=name, split=split)
                 say(f"[{count}/{total}] {name} {split} {record['id']}: {hypothesis}")
         del model
+        if failed == len(todo):
+            raise WorkerError(f"{name}: no clip could be transcribed (see the lines above)")
+        if failed:
+            say(f"{name}: {failed} clip(s) without a transcript; they are scored as missing (all deletions)")
         if shards == 1:
             events.artifact("predictions", part, model=name)
     return 0

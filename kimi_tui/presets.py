@@ -51,6 +51,49 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "train.num_gpus": 1,
         },
     ),
+    "kimi-audio-lora-1gpu": (
+        "Kimi-Audio on one 80 GB GPU: LoRA r=8 on the language model's attention (base frozen in bf16, "
+        "~30-35 GB), micro batch 1 x accumulation 8, lr 1e-4, bf16, no DeepSpeed. Measured ~17x faster per "
+        "step than the seed's ZeRO-3 + CPU offload fix, without ~280 GB of host RAM.",
+        {
+            "engine.name": "kimi-audio",
+            "kimi_audio.method": "lora",
+            "kimi_audio.lora_rank": 8,
+            "train.batch_size": 1,
+            "train.gradient_accumulation_steps": 8,
+            "train.learning_rate": 1e-4,
+            "train.warmup_ratio": 0.05,
+            "train.lr_scheduler": "cosine",
+            "train.bf16": True,
+            "train.num_gpus": 1,
+            "train.save_steps": "auto",
+            "deepspeed.enabled": False,
+            "data.max_duration_s": 30.0,
+        },
+    ),
+    "kimi-audio-zero3-8gpu": (
+        "Full fine-tuning of Kimi-Audio on 8 x 80 GB GPUs: DeepSpeed ZeRO-3 without offload (~26 GB of model "
+        "states per GPU), micro batch 1 x accumulation 2, lr 1e-5, bf16. Needs hundreds of samples per GPU; "
+        "each checkpoint carries ~125 GB of optimizer state, so keep at most 3.",
+        {
+            "engine.name": "kimi-audio",
+            "kimi_audio.method": "full",
+            "train.batch_size": 1,
+            "train.gradient_accumulation_steps": 2,
+            "train.learning_rate": 1e-5,
+            "train.warmup_ratio": 0.03,
+            "train.lr_scheduler": "cosine",
+            "train.bf16": True,
+            "train.num_gpus": 8,
+            "train.save_steps": "auto",
+            "train.save_total_limit": 3,
+            "deepspeed.enabled": True,
+            "deepspeed.stage": 3,
+            "deepspeed.offload_optimizer": False,
+            "deepspeed.offload_param": False,
+            "data.max_duration_s": 30.0,
+        },
+    ),
     "whisper-small-finetune": (
         "Fine-tuning a pretrained Whisper (e.g. whisper-small) on hundreds of clips or more: lr 1e-5, "
         "3 epochs, batch 8, warm-up 0.1, checkpoints spread over the run. Set engine.model to the "

@@ -202,7 +202,24 @@ def test_preset_changes_lists_only_what_differs_and_unknown_names_are_errors() -
     assert ("train.epochs", 10, 3) in preset_changes(config, "whisper-small-finetune")
     with pytest.raises(ConfigError, match="seed-small-data"):
         apply_preset(config, "seed-smal-data")
-    assert set(PRESETS) == {"tiny-cpu-sample", "seed-small-data", "whisper-small-finetune"}
+    assert set(PRESETS) == {"tiny-cpu-sample", "seed-small-data", "whisper-small-finetune",
+                            "kimi-audio-lora-1gpu", "kimi-audio-zero3-8gpu"}
+
+
+@pytest.mark.parametrize("preset, gpus", [("kimi-audio-lora-1gpu", 1), ("kimi-audio-zero3-8gpu", 8)])
+def test_the_kimi_audio_presets_fit_their_80_gb_gpus_with_128_gb_of_host_ram(preset: str, gpus: int) -> None:
+    from kimi_tui.engines.kimi_audio_preflight import preflight
+
+    config = apply_preset(ProjectConfig(), preset)
+    t, ds, ka = config.train, config.deepspeed, config.kimi_audio
+    findings = preflight(
+        n_samples=800 * gpus, epochs=t.epochs, batch_size=t.batch_size, grad_accum=t.gradient_accumulation_steps,
+        save_steps=t.save_steps, num_gpus=t.num_gpus, method=ka.method, zero_stage=ds.stage if ds.enabled else 0,
+        offload_optimizer=ds.offload_optimizer, offload_param=ds.offload_param, gpu_memory_gb=80, gpus_here=gpus,
+        host_ram=128, probe={"transformers": "4.49.0", "torch": "2.6.0", "cuda": True, "flash_attn": "2.7.4",
+                             "deepspeed": "0.16.9", "peft": "0.15.2"}, read_machine=False,
+    )
+    assert [f for f in findings if f.level == "error"] == [], findings
 
 
 def test_the_seed_preset_on_the_seed_data_saves_checkpoints(sample: Project) -> None:

@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stage", choices=STAGE_CHOICES)
     p.add_argument("--project")
     p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
-    p.add_argument("--resume", action="store_true", help="train: continue from the last complete checkpoint")
+    p.add_argument("--resume", action="store_true", help="train: continue from the last complete checkpoint; evaluate (kimi-audio): finish the last evaluation")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="list runs and checkpoints")

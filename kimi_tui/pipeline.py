@@ -27,6 +27,10 @@ def plan_stage(project: Project, stage: str, resume: bool = False) -> StagePlan:
     engine = get_engine(project.config.engine.name)
     if stage == "train" and resume:
         return engine._plan_train(project, resume=True)
+    if stage == "evaluate" and resume and engine.name == "kimi-audio":
+        return engine._plan_evaluate(project, resume=True)
+    if resume:
+        raise KimiTuiError(f"--resume applies to train (and to evaluate on the kimi-audio engine), not to {stage}")
     return engine.plan(stage, project)
 
 

@@ -281,3 +281,27 @@ def test_without_the_hub_links_the_official_code_would_download(project, tmp_pat
     assert out.returncode != 0 and "would download openai/whisper-large-v3" in out.stderr
     run_stage(project, "convert")
     assert (project.base_model_dir / "config.json").is_file()
+
+
+def test_an_interrupted_evaluation_resumes_with_the_predictions_it_already_wrote(project):
+    project = configure(project, eval__checkpoints=[], eval__include_export=False, eval__splits=["train"])
+    run_stage(project, "prepare")
+    run_dir, log = run_stage(project, "evaluate")
+    folder = sorted(project.evaluations_dir.iterdir())[-1]
+    predictions_file = folder / "base" / "predictions.jsonl"
+    complete = predictions_file.read_text(encoding="utf-8").splitlines()
+    assert len(complete) == 9
+    (folder / "metrics.json").unlink()  # as if the run had been stopped while transcribing
+    predictions_file.write_text("\n".join(complete[:4]) + "\n" + complete[4][:20], encoding="utf-8")
+    run_dir, log = run_stage(project, "evaluate", resume=True)
+    assert "transcribe with base" in log and ": 5 clips" in log
+    assert sorted(project.evaluations_dir.iterdir())[-1] == folder
+    def by_id(lines):
+        return {(r["split"], r["id"]): r["hypothesis"] for r in map(json.loads, lines)}
+
+    resumed = predictions_file.read_text(encoding="utf-8").splitlines()
+    assert resumed[:4] == complete[:4] and len(resumed) == 9  # kept as written; the cut line dropped
+    assert by_id(resumed) == by_id(complete)
+    assert (folder / "metrics.json").exists()
+    with pytest.raises(KimiTuiError, match="no unfinished evaluation"):
+        start(project, "evaluate", resume=True)

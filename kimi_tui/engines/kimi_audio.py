@@ -339,7 +339,14 @@ class KimiAudioEngine:
             models.append(("export", str(project.export_dir)))
         return models
 
-    def _plan_evaluate(self, project: Project) -> StagePlan:
+    def unfinished_evaluation(self, project: Project) -> Path:
+        folders = sorted(p for p in project.evaluations_dir.glob("*") if p.is_dir()) if project.evaluations_dir.exists() else []
+        if not folders or (folders[-1] / "metrics.json").exists():
+            raise KimiTuiError(f"--resume: no unfinished evaluation in {project.evaluations_dir} (the last one has "
+                               "its metrics); start a new one without --resume")
+        return folders[-1]
+
+    def _plan_evaluate(self, project: Project, resume: bool = False) -> StagePlan:
         models = self.evaluated_models(project)
         if not models:
             raise KimiTuiError("nothing to evaluate: check [eval] in kimi-tui.toml, or run train/export first")
@@ -347,7 +354,10 @@ class KimiAudioEngine:
         chosen = [(s, splits[s]) for s in project.config.eval.splits if splits[s].exists()]
         if not chosen:
             raise KimiTuiError("no prepared split to evaluate: run the prepare stage first")
-        out = project.evaluations_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
+        if resume:  # predictions already written are kept; only the missing clips are transcribed
+            out = self.unfinished_evaluation(project)
+        else:
+            out = project.evaluations_dir / datetime.now().strftime("%Y%m%d-%H%M%S")
         transcribe, checkout = self._worker(project, "transcribe")
         for name, path in models:
             transcribe += ["--model", f"{name}={path}"]

@@ -246,3 +246,21 @@ def test_cli_reads_the_project(tmp_path):
                  "--host-ram-gb", "128", "--method", "lora", "--json")
     assert out.returncode in (0, 1), out.stderr
     assert isinstance(json.loads(out.stdout), list)
+
+
+def test_the_seeds_setup_names_all_five_failures_before_the_run_and_proposes_lora(tmp_path):
+    """9 samples, 8 x 80 GB GPUs, save_steps 1000, ZeRO-3 without offload, 128 GB of host RAM, and an
+    environment whose transformers (4.51+) rejects the script's --evaluation_strategy."""
+    newer = {**HEALTHY, "transformers": "4.51.3", "evaluation_strategy": False}
+    checkout = make_checkout(tmp_path / "Kimi-Audio", old_flag=True)
+    findings = preflight(checkout=checkout, python=fake_python(tmp_path, newer), n_samples=9, epochs=10,
+                         grad_accum=4, save_steps=1000, num_gpus=8, method="full", zero_stage=3,
+                         gpu_memory_gb=80, gpus_here=8, host_ram=128, read_machine=False)
+    text = "\n".join(f"{f.level} {f.field}: {f.message} | {f.fix}" for f in findings)
+    assert by(findings, "error", "kimi_audio.eval_strategy"), text  # 1: the renamed Trainer argument
+    assert by(findings, "error", "train.save_steps"), text  # 2: no checkpoint saved
+    assert by(findings, "warning", "train.num_gpus"), text  # 3: eight GPUs on nine samples
+    (fallback,) = [f for f in by(findings, "warning", "deepspeed.stage")]
+    assert "out of memory" in fallback.message  # 4: ZeRO-3 on the one GPU the data calls for
+    assert "offload" in fallback.message and "17x slower" in fallback.message  # 5: the slow offload fix
+    assert "LoRA" in fallback.fix  # a setup that fits one 80 GB GPU and 128 GB of host RAM

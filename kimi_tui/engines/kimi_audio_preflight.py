@@ -509,5 +509,35 @@ def preflight(
         host_ram = host_ram_gb()
     _check_memory(method, zero_stage, offload_optimizer, offload_param, num_gpus, max_audio_tokens,
                   gpu_memory_gb, gpus_here, host_ram, out)
+    if num_gpus > 1 and gpu_memory_gb is not None and any(f.field == "train.num_gpus" for f in out):
+        _check_single_gpu_fallback(method, zero_stage, offload_optimizer, offload_param, max_audio_tokens,
+                                   gpu_memory_gb, host_ram, out)
     _check_disk(method, sched, save_total_limit, Path(output_dir).expanduser() if output_dir else None, out)
     return sorted(out, key=lambda f: _ORDER[f.level])
+
+
+def _check_single_gpu_fallback(method: str, zero_stage: int, offload_optimizer: bool, offload_param: bool,
+                               tokens: int, gpu_memory_gb: float, ram_gb: float | None, out: list[Lint]) -> None:
+    """The seed's path after the NCCL hang: the same setup on one GPU ran out of memory, and the
+    offload that fitted crawled. Say so now, with what does fit one GPU of this size."""
+    if method != "full":
+        return
+    one = memory.estimate(method, zero_stage, offload_optimizer, offload_param, gpus_per_node=1, nodes=1, tokens=tokens)
+    offload = memory.estimate("full", 3, True, True, gpus_per_node=1, nodes=1, tokens=tokens)
+    fits = [f for f in memory.evaluate_setups(gpu_memory_gb, 1, ram_gb, tokens) if f.fits]
+    label = memory.Setup(method, zero_stage, offload_optimizer, offload_param).label
+    if one.gpu_gb_per_gpu <= gpu_memory_gb:
+        return
+    ram = f"{ram_gb:.0f} GB" if ram_gb else "this machine's"
+    offload_verdict = (f"needs ~{offload.host_ram_gb:.0f} GB of host RAM ({ram} here)"
+                       + (" and does not fit" if ram_gb and offload.host_ram_gb > ram_gb else "")
+                       + " and is host-bound, ~17x slower per step than LoRA")
+    out.append(Lint(
+        "warning", "deepspeed.stage",
+        f"on the one GPU this data calls for, {label} needs ~{one.gpu_gb_per_gpu:.0f} GB against {gpu_memory_gb:.0f} GB: "
+        f"CUDA out of memory (the seed's next failure), and its fix, ZeRO-3 with optimizer and parameter offload, "
+        f"{offload_verdict} (the seed's last failure).",
+        "On one GPU of this size use: " + ("; ".join(
+            f"{f.setup.label} (~{f.estimate.gpu_gb_per_gpu:.0f} GB, ~{f.estimate.host_ram_gb:.0f} GB host)" for f in fits)
+            or "none: use several GPUs with hundreds of samples each") + " (kimi_audio.method = \"lora\").",
+    ))

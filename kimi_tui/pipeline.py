@@ -11,10 +11,16 @@ Usage (as the `all` run's worker): python -m kimi_tui.pipeline --project DIR --s
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import json
+import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from kimi_tui.engines import STAGES, get_engine
 from kimi_tui.errors import KimiTuiError, RunError
@@ -32,6 +38,46 @@ def plan_stage(project: Project, stage: str, resume: bool = False) -> StagePlan:
     if resume:
         raise KimiTuiError(f"--resume applies to train (and to evaluate on the kimi-audio engine), not to {stage}")
     return engine.plan(stage, project)
+
+
+LOCK_WAIT_S = 15.0
+
+
+@contextlib.contextmanager
+def project_lock(project: Project, purpose: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Only one process at a time checks for active runs and creates one (runs/.lock, flock).
+
+    Without it two TUIs, or a TUI and the CLI, could both see no active train run and both
+    start one writing training/. The lock is held for milliseconds (planning and creating
+    the run directory), never while a stage runs; the file names its holder for the message.
+    """
+    project.runs_dir.mkdir(parents=True, exist_ok=True)
+    path = project.runs_dir / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    try:
+                        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+                    except (OSError, ValueError):
+                        holder = {}
+                    raise RunError(
+                        f"{project.root} is locked by kimi-tui pid {holder.get('pid', '?')} on "
+                        f"{holder.get('host', '?')} ({holder.get('purpose', 'starting a run')}) for over "
+                        f"{wait_s:.0f} s; if that process is gone, delete {path}"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
+                                 "since": time.time()}).encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def ensure_no_active(project: Project, stage: str) -> None:
@@ -66,6 +112,11 @@ def config_text(project: Project) -> str:
 
 def start(project: Project, stage: str, resume: bool = False) -> Path:
     """Start one stage, or `all`, detached; return its run directory."""
+    with project_lock(project, f"starting {stage}"):
+        return _start_locked(project, stage, resume)
+
+
+def _start_locked(project: Project, stage: str, resume: bool) -> Path:
     ensure_no_active(project, stage)
     if stage == "all":
         plan = StagePlan(
@@ -102,8 +153,9 @@ def run_stages(root: Path, stages: list[str]) -> int:
             print(f"pipeline: cannot plan {stage}: {exc}", flush=True)
             events.error(f"cannot plan {stage}: {exc}", stage=stage)
             return 2
-        keep_previous_outputs(project, stage)
-        run_dir = start_stage(project.runs_dir, plan, config_text(project))
+        with project_lock(project, f"run all: starting {stage}"):
+            keep_previous_outputs(project, stage)
+            run_dir = start_stage(project.runs_dir, plan, config_text(project))
         current.append(run_dir)
         print(f"pipeline: [{index}/{len(stages)}] {stage} -> {run_dir.name}", flush=True)
         print(f"pipeline:   {plan.description}", flush=True)

@@ -30,12 +30,11 @@ from typing import Any
 
 from kimi_tui.errors import RunError
 from kimi_tui.fsutil import atomic_write_json, atomic_write_text
-from kimi_tui.supervisor import STOP_MARKER
+from kimi_tui.supervisor import SECRET_ENV, STOP_MARKER
 
 FINAL_STATES = ("succeeded", "failed", "stopped", "interrupted")
 ACTIVE_STATES = ("queued", "running")
-# Whole words of the name only: HF_TOKEN and AWS_SECRET_ACCESS_KEY are secrets, TOKENIZERS_PARALLELISM is not.
-SECRET_ENV = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIALS?)(_|$)", re.I)
+
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,34 @@ from kimi_tui.events import EVENTS_ENV, EventWriter
 from kimi_tui.fsutil import atomic_write_json
 
 STOP_MARKER = "stop_requested"
+# Whole words of the name only: HF_TOKEN and AWS_SECRET_ACCESS_KEY are secrets, TOKENIZERS_PARALLELISM is not.
+SECRET_ENV = re.compile(r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|CREDENTIALS?)(_|$)", re.I)
+MASK = b"***"
+
+
+def secret_values(env: dict[str, str]) -> list[bytes]:
+    """Values of secret-named variables long enough to mask without mangling ordinary output."""
+    return sorted({v.encode() for k, v in env.items() if SECRET_ENV.search(k) and len(v) >= 6}, key=len, reverse=True)
+
+
+def copy_masked(source, log, secrets: list[bytes]) -> None:
+    """Worker output -> stdout.log with every secret replaced, also one split across two reads."""
+    keep = max(len(s) for s in secrets) - 1
+    pending = b""
+    while True:
+        chunk = os.read(source.fileno(), 65536)
+        if not chunk:
+            break
+        pending += chunk
+        for secret in secrets:
+            pending = pending.replace(secret, MASK)
+        cut = max(0, len(pending) - keep)
+        newline = pending.rfind(b"\n", 0, len(pending))
+        if newline >= cut:
+            cut = newline + 1  # whole lines go out at once; only a possible secret prefix waits
+        log.write(pending[:cut])
+        pending = pending[cut:]
+    log.write(pending)
 
 
 def _update_status(run_dir: Path, **fields: object) -> dict:
@@ -60,6 +89,9 @@ def supervise(run_dir: Path) -> int:
     events = EventWriter(run_dir / "events.jsonl")
     # Only this process writes status.json from here on (no lost updates).
     _update_status(run_dir, supervisor_pid=os.getpid(), pgid=os.getpgid(0), host=socket.gethostname())
+    # Output goes straight to the log (the worker outlives even a killed supervisor), except when
+    # the environment holds a secret (HF_TOKEN...): then it passes through here to be masked.
+    secrets = secret_values(env)
     with open(run_dir / "stdout.log", "ab", buffering=0) as log:
         try:
             worker = subprocess.Popen(
@@ -67,7 +99,7 @@ def supervise(run_dir: Path) -> int:
                 cwd=plan.get("cwd") or None,
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=subprocess.PIPE if secrets else log,
                 stderr=subprocess.STDOUT,
                 # exec resets the caught SIGINT/SIGTERM to their defaults in the
                 # worker, and keeps SIGHUP ignored: exactly what a stage needs.
@@ -84,6 +116,8 @@ def supervise(run_dir: Path) -> int:
             started=time.time(),
         )
         events.emit("state", state="running", pid=worker.pid)
+        if secrets:
+            copy_masked(worker.stdout, log, secrets)
         while True:
             try:
                 code = worker.wait()

@@ -113,3 +113,23 @@ def test_command_sh_reproduces_arguments_exactly(tmp_path: Path, arg: str) -> No
     script.write_text(plan.shell_script())
     out = subprocess.run(["bash", str(script)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == repr(arg)
+
+
+def test_a_token_in_the_environment_never_reaches_the_log(tmp_path: Path, monkeypatch) -> None:
+    secret = "hf_Sup3rSecretTokenValue"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    # Printed whole, split across two writes, and next to ordinary output that must survive.
+    code = (
+        "import os, sys, time; t = os.environ['HF_TOKEN'];"
+        "print('token is', t, flush=True);"
+        "sys.stdout.write(t[:7]); sys.stdout.flush(); time.sleep(0.3); sys.stdout.write(t[7:] + ' end\\n');"
+        "print('TOKENIZERS_PARALLELISM stays', flush=True)"
+    )
+    plan = StagePlan(stage="x", argv=[sys.executable, "-c", code], env={"HF_TOKEN": secret, "TOKENIZERS_PARALLELISM": "false"})
+    run_dir = start_stage(tmp_path / "runs", plan)
+    assert wait_run(run_dir).state == "succeeded"
+    log = (run_dir / "stdout.log").read_text()
+    assert secret not in log and secret[:7] not in log
+    assert "token is ***" in log and "*** end" in log and "TOKENIZERS_PARALLELISM stays" in log
+    script = (run_dir / "command.sh").read_text()
+    assert secret not in script and "TOKENIZERS_PARALLELISM=false" in script

@@ -30,6 +30,10 @@ AUTO_ENCODINGS: tuple[str, ...] = ("utf-8-sig", "utf-8", "gb18030")
 
 DELIMITERS: tuple[str, ...] = (",", "\t", ";")
 
+# The csv module refuses fields over 128 KiB with an error that fails the whole file; a
+# transcript that long (or a quote left open) is a problem of one row, reported as such.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
 #: Header names (compared after :func:`normalize_column_name`) that hold the
 #: utterance id or the audio file, in order of preference.
 ID_COLUMN_NAMES: tuple[str, ...] = (
@@ -93,6 +97,8 @@ _MAGIC = (
     (b"ID3", "an MP3 file"),
     (b"%PDF", "a PDF"),
     (b"\x1f\x8b", "a gzip archive"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
 )
 
 

@@ -30,7 +30,7 @@ from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan
 
 #: The stdlib-only files the worker needs, relative to the kimi_tui package.
-WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/kimi_audio_worker.py")
+WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/disk_full.py", "workers/kimi_audio_worker.py")
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",

@@ -40,6 +40,7 @@ if __package__ in (None, ""):  # run as a file from the project's copy: make its
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from kimi_tui.events import EventWriter  # noqa: E402
+from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full  # noqa: E402
 
 SAMPLE_RATE = 16000
 #: GLM-4-Voice tokens: one per 1280 samples at 16 kHz (12.5 Hz), per 30 s chunk.
@@ -628,13 +629,21 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
     if resume:
         say(f"resuming from {resume}")
     events.emit("stage", name="train")
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_state()
     final = output / "final"
     partial = output / "final.partial"
-    if is_main:
-        shutil.rmtree(partial, ignore_errors=True)
-    trainer.save_model(str(partial))  # every rank: ZeRO-3 gathers the 16-bit weights collectively
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+        trainer.save_state()
+        if is_main:
+            shutil.rmtree(partial, ignore_errors=True)
+        trainer.save_model(str(partial))  # every rank: ZeRO-3 gathers the 16-bit weights collectively
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        if is_main:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise WorkerError(handle_disk_full(output, exc)) from None
+        raise WorkerError("disk full (see rank 0)") from None
     if is_main:
         if args.method == "lora":
             atomic_write(partial / LORA_NOTE, json.dumps({"base": str(Path(args.model).resolve()),

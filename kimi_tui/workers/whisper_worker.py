@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from kimi_tui.events import EventWriter
+from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
 
 SAMPLING_RATE = 16000
 HOP_LENGTH = 160
@@ -750,11 +751,15 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
         + (", bf16" if args.bf16 else "")
     )
     started = time.time()
-    trainer.train(resume_from_checkpoint=resume)
-    elapsed = time.time() - started
-
     final = out / "final"
-    trainer.save_model(str(final))
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+        elapsed = time.time() - started
+        trainer.save_model(str(final))
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise WorkerError(handle_disk_full(out, exc)) from None
+        raise
     if trainer.is_world_process_zero():
         save_tokenizer(tokenizer, final, kind)
         fe.save_pretrained(str(final))

@@ -1,0 +1,71 @@
+"""A disk that fills up while a checkpoint is being saved: a clear error, earlier checkpoints intact,
+the half-written one removed, and --resume finishes the run with the planned number of steps."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kimi_tui.checkpoints import list_checkpoints
+from kimi_tui.config import save_config, set_field
+from kimi_tui.pipeline import start
+from kimi_tui.project import Project, init_project
+from kimi_tui.runs import wait_run
+from kimi_tui.workers.disk_full import handle_disk_full
+
+FAULTS = Path(__file__).parent / "fault_injection"
+
+
+def short_training(root: Path) -> Project:
+    """The sample on the tiny engine, 30 optimizer steps, a checkpoint every 10."""
+    project = init_project(root, sample=True)
+    config = project.config
+    for key, value in {"train.epochs": 30, "train.save_steps": 10, "train.logging_steps": 5}.items():
+        config = set_field(config, key, value)
+    save_config(project.config_path, config)
+    return Project.load(root)
+
+
+def run(project: Project, stage: str, resume: bool = False):
+    run_dir = start(project, stage, resume=resume)
+    info = wait_run(run_dir)
+    return info, (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.mark.slow
+def test_disk_full_during_a_checkpoint_save_keeps_the_earlier_ones_and_resume_finishes(tmp_path, monkeypatch):
+    project = short_training(tmp_path / "p")
+    for stage in ("prepare", "extract", "convert"):
+        assert run(project, stage)[0].state == "succeeded"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("KIMI_TUI_FAULT", "enospc-on-optimizer-save:2")  # the save of checkpoint-20
+    info, log = run(project, "train")
+    assert info.state == "failed"
+    assert "is full (No space left on device" in log
+    assert "The half-written checkpoint-20 was removed." in log
+    assert "Complete and intact: checkpoint-10." in log and "kimi-tui run train --resume" in log
+    assert "Traceback" not in log
+    names = [(c.name, c.complete) for c in list_checkpoints(project.training_dir)]
+    assert names == [("checkpoint-10", True)]
+
+    monkeypatch.delenv("KIMI_TUI_FAULT")
+    info, log = run(project, "train", resume=True)
+    assert info.state == "succeeded", log[-3000:]
+    assert "resuming from checkpoint-10" in log
+    state = json.loads((project.training_dir / "trainer_state.json").read_text()) if (
+        project.training_dir / "trainer_state.json").exists() else json.loads(
+        (project.training_dir / "checkpoint-30" / "trainer_state.json").read_text())
+    assert state["global_step"] == 30
+    assert [c.name for c in list_checkpoints(project.training_dir) if c.complete] == [
+        "checkpoint-10", "checkpoint-20", "checkpoint-30"]
+
+
+def test_the_message_without_any_complete_checkpoint_says_to_start_again(tmp_path):
+    half = tmp_path / "checkpoint-5"
+    half.mkdir()
+    (half / "model.safetensors").write_bytes(b"\0")
+    message = handle_disk_full(tmp_path, OSError(28, "No space left on device"))
+    assert not half.exists() and "No checkpoint was complete yet" in message

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import struct
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ class AudioInfo:
     duration_s: float
     format: str
     subtype: str
+    #: Frames the WAV header announces when the file holds fewer (a cut-short copy), else None.
+    declared_frames: int | None = None
 
 
 class AudioReadError(DataError):
@@ -57,19 +60,64 @@ def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
         info = soundfile.info(os.fspath(path))
     except Exception as exc:  # LibsndfileError, TypeError on odd paths, OSError, ...
         reason = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
+        try:
+            if os.path.getsize(path) == 0:
+                reason = "the file is empty (0 bytes)"
+        except (OSError, ValueError, TypeError):
+            pass
         raise AudioReadError(os.fspath(path), str(reason).strip().rstrip(".")) from None
     sr = int(info.samplerate or 0)
     frames = int(info.frames or 0)
     if frames < 0:  # libsndfile reports SF_COUNT_MAX when it cannot tell
         frames = 0
+    channels = int(info.channels or 0)
+    declared = None
+    if str(info.format) == "WAV" and channels > 0 and frames > 0:
+        declared_bytes = _wav_declared_data_bytes(path)
+        bytes_per_frame = _PCM_BYTES.get(str(info.subtype), 0) * channels
+        if declared_bytes and bytes_per_frame and declared_bytes // bytes_per_frame > frames:
+            declared = declared_bytes // bytes_per_frame
     return AudioInfo(
         sample_rate=sr,
-        channels=int(info.channels or 0),
+        channels=channels,
         frames=frames,
         duration_s=frames / sr if sr > 0 else 0.0,
         format=str(info.format),
         subtype=str(info.subtype),
+        declared_frames=declared,
     )
+
+
+_PCM_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
+              "ALAW": 1, "ULAW": 1}
+
+
+def _wav_declared_data_bytes(path: str | os.PathLike[str]) -> int | None:
+    """Size of the "data" chunk as a RIFF/WAVE header announces it, or None when unknown.
+
+    libsndfile quietly reads what is there when a copy was cut short; comparing with the
+    header is the only way to notice that the clip no longer matches its transcript.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+                return None
+            order = "<" if head[:4] == b"RIFF" else ">"
+            pos = 12
+            for _ in range(64):  # a handful of chunks (fmt, LIST, fact...) precede "data"
+                f.seek(pos)
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                size = struct.unpack(order + "I", chunk[4:])[0]
+                if chunk[:4] == b"data":
+                    # 0 and 0xFFFFFFFF: written by streaming tools that did not know the length
+                    return None if size in (0, 0xFFFFFFFF) else size
+                pos += 8 + size + (size & 1)
+    except (OSError, ValueError, TypeError, struct.error):
+        return None
+    return None
 
 
 def convert_hint(path: str) -> str:

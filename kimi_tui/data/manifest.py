@@ -45,6 +45,8 @@ from kimi_tui.errors import DataError
 
 Level = Literal["error", "warning", "note"]
 TARGET_SAMPLE_RATE = 16000
+#: No clip's transcript is this long; a longer one is a quote left open or a mixed-up column.
+MAX_TRANSCRIPT_CHARS = 100_000
 _LEVEL_ORDER = {"error": 0, "warning": 1, "note": 2}
 
 
@@ -175,6 +177,12 @@ class _Checker:
         if not text.strip():
             self.add("error", "empty_transcript", line, uid, None, "the transcript is empty",
                      "Fill in the transcript or delete the row; a clip without text cannot be trained on.")
+        elif len(text) > MAX_TRANSCRIPT_CHARS:
+            self.add("error", "transcript_too_long", line, uid, None,
+                     f"the transcript is {len(text):,} characters long (starting {_clip(text)}), more than any "
+                     "clip can hold; this row is skipped",
+                     f"Check for a double quote (\") on line {line} that is not closed; otherwise cut the "
+                     "transcript down to the words spoken in the clip.")
 
         path = self._locate(line, uid, audio_ref, audio_path)
         info = None
@@ -240,6 +248,12 @@ class _Checker:
             self.add("error", "empty_audio", line, uid, path, f"audio file {path} contains no audio (0 samples)",
                      "Re-export the clip, or delete the row.")
             return None
+        if info.declared_frames:
+            self.add("warning", "truncated_audio", line, uid, path,
+                     f"audio file {path} is cut short: its header announces "
+                     f"{info.declared_frames / info.sample_rate:.2f} s but it holds only {info.duration_s:.3f} s",
+                     "The file was probably copied or exported incompletely; copy or export it again so the "
+                     "audio matches the transcript, or delete the row.")
         if self.max_duration_s is not None and info.duration_s > self.max_duration_s:
             self.add("error", "too_long", line, uid, path,
                      f"audio file {path} is {info.duration_s:.1f} s long, over the {self.max_duration_s:g} s limit",
@@ -370,6 +384,11 @@ def _detect_layout(table: Table, index: AudioIndex, id_column: str | None, text_
     )
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    """``repr(text)``, shortened for a message: a row can hold megabytes."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
 def _same_shape(cell: str, ids: list[str]) -> bool:
     """True if ``cell`` looks like one of ``ids`` with other digits ("utt_0010" vs "utt_0001")."""
     def shape(v: str) -> str:
@@ -447,7 +466,7 @@ def _check_csv_row(checker: _Checker, row: Row, layout: _Layout, ncols: int, nee
             cells = [cells[0], sep.join(cells[1:])]
             checker.add("warning", "unquoted_delimiter", row.line, guess_id, None,
                         f"the row has {len(row.cells)} fields but the header has 2, so everything after the "
-                        f"id was read as the transcript: {cells[1]!r}",
+                        f"id was read as the transcript: {_clip(cells[1])}",
                         f"Put transcripts that contain {delim} in double quotes.")
         else:
             checker.add("error", "bad_row", row.line, guess_id, None,

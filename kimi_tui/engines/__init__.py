@@ -62,6 +62,27 @@ def compute_schedule(
     return Schedule(n_samples, per_epoch, total, every, steps)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def torchrun(python: str, num_gpus: int, num_nodes: int = 1, rdzv_endpoint: str = "", job: str = "kimi-tui") -> list[str]:
+    """``python -m torch.distributed.run`` for one machine (a free local port) or several (c10d
+    rendezvous at rdzv_endpoint: every machine runs the same command and gets its rank there)."""
+    argv = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(num_gpus)]
+    if num_nodes > 1:
+        if not rdzv_endpoint:
+            raise KimiTuiError('kimi-tui.toml [train] num_nodes > 1 needs rdzv_endpoint = "HOST:PORT" '
+                               "(an address every machine can reach)")
+        return argv + ["--nnodes", str(num_nodes), "--rdzv_backend", "c10d", "--rdzv_endpoint", rdzv_endpoint,
+                       "--rdzv_id", job]
+    return argv + ["--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+
+
 def get_engine(name: str):
     if name == "whisper":
         from kimi_tui.engines.whisper import WhisperEngine

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.engines import STAGES, Schedule, compute_schedule
+from kimi_tui.engines import STAGES, Schedule, compute_schedule, torchrun
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.fsutil import atomic_write_text
 from kimi_tui.project import Project
@@ -47,11 +46,6 @@ def count_lines(path: Path) -> int:
     with open(path, "rb") as fh:
         return sum(1 for line in fh if line.strip())
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class KimiAudioEngine:
@@ -234,12 +228,7 @@ class KimiAudioEngine:
         python = self.python(project)
         distributed = t.num_gpus > 1 or t.num_nodes > 1 or ds.enabled
         if distributed:
-            launcher = [python, "-m", "torch.distributed.run", "--nproc_per_node", str(t.num_gpus)]
-            if t.num_nodes > 1:
-                launcher += ["--nnodes", str(t.num_nodes), "--rdzv_backend", "c10d",
-                             "--rdzv_endpoint", t.rdzv_endpoint, "--rdzv_id", f"kimi-tui-{project.root.name}"]
-            else:
-                launcher += ["--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+            launcher = torchrun(python, t.num_gpus, t.num_nodes, t.rdzv_endpoint, f"kimi-tui-{project.root.name}")
             argv = launcher + [self.worker_script(project), "train"]
         else:
             argv = [python, self.worker_script(project), "train"]

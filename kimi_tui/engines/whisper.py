@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.engines import STAGES, Schedule, compute_schedule
+from kimi_tui.engines import STAGES, Schedule, compute_schedule, torchrun
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan
@@ -58,7 +58,7 @@ class WhisperEngine:
             epochs=t.epochs,
             batch_size=t.batch_size,
             gradient_accumulation_steps=t.gradient_accumulation_steps,
-            num_gpus=t.num_gpus,
+            num_gpus=t.num_gpus * t.num_nodes,
             save_steps=t.save_steps,
         )
 
@@ -140,6 +140,18 @@ class WhisperEngine:
             args.append("--bf16")
         if resume:
             args.append("--resume")
+        if t.num_gpus > 1 or t.num_nodes > 1:
+            # One process per GPU (DDP through the Trainer); on a CPU, gloo processes.
+            launcher = torchrun(sys.executable, t.num_gpus, t.num_nodes, t.rdzv_endpoint, f"kimi-tui-{project.root.name}")
+            plan = self._plan(project, "train", args, inputs=[str(project.base_model_dir), str(project.features_dir)],
+                              outputs=[str(project.training_dir)])
+            plan.argv = launcher + ["-m", "kimi_tui.workers.whisper_worker", "train"] + args
+            plan.description = (
+                f"{sched.total_steps} optimizer steps ({sched.steps_per_epoch}/epoch) on {t.num_gpus} GPUs"
+                + (f" x {t.num_nodes} machines" if t.num_nodes > 1 else "")
+                + f", checkpoints at steps {', '.join(map(str, sched.checkpoint_steps))} and the final model"
+            )
+            return plan
         return self._plan(
             project, "train", args, inputs=[str(project.base_model_dir), str(project.features_dir)],
             outputs=[str(project.training_dir)],
@@ -203,6 +215,7 @@ class WhisperEngine:
             "--batch-size", str(project.config.eval.batch_size),
             "--max-new-tokens", str(project.config.eval.max_new_tokens),
             "--device", project.config.engine.device,
+            "--gpus", str(project.config.train.num_gpus),
         ]
         ev = project.config.eval
         scoring = ["--resamples", str(ev.bootstrap_resamples)]

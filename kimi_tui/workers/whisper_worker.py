@@ -861,6 +861,50 @@ def greedy_generate(model, features, kind: str, max_new_tokens: int, language: s
         )
 
 
+def transcribe_sharded(args: argparse.Namespace, events: EventWriter, models, data) -> None:
+    """One child per GPU (CUDA_VISIBLE_DEVICES=i, every N-th clip), then the shards merged in input order.
+
+    The children share this process group (a stop reaches them) and write no events: this
+    process reports the progress of all of them from their prediction files."""
+    import subprocess
+
+    out = Path(args.output)
+    argv = [a for a in sys.argv[1:]]
+    children = []
+    for shard in range(args.gpus):
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(shard))
+        env.pop("KIMI_TUI_EVENTS", None)
+        cmd = [sys.executable, "-m", "kimi_tui.workers.whisper_worker"] + argv + ["--shard", f"{shard}/{args.gpus}"]
+        children.append(subprocess.Popen(cmd, env=env))
+    say(f"transcribe: {args.gpus} shards, one per GPU")
+    total = len(models) * sum(len(s) for s in data.values())
+    files = [out / name / f"predictions.shard-{i}-of-{args.gpus}.jsonl" for name, _ in models for i in range(args.gpus)]
+    while any(child.poll() is None for child in children):
+        done = sum(sum(1 for _ in open(f, encoding="utf-8")) for f in files if f.exists())
+        events.progress(done, total)
+        time.sleep(1.0)
+    codes = [child.returncode for child in children]
+    if any(codes):
+        raise WorkerError(f"transcription shards exited with {codes}: see the lines above")
+    for name, _ in models:
+        rows = []
+        for shard in range(args.gpus):
+            part = out / name / f"predictions.shard-{shard}-of-{args.gpus}.jsonl"
+            rows += [json.loads(line) for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
+        order: dict[tuple[str, str], int] = {}
+        for split, samples in data.items():
+            for sample in samples:
+                order[(split, sample["id"])] = len(order)
+        rows.sort(key=lambda r: order.get((r["split"], r["id"]), 0))
+        with open(out / name / "predictions.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        for shard in range(args.gpus):
+            (out / name / f"predictions.shard-{shard}-of-{args.gpus}.jsonl").unlink()
+        events.artifact("predictions", out / name / "predictions.jsonl", model=name)
+    events.progress(total, total)
+    say(f"transcribe done: {total} predictions from {args.gpus} shards -> {out}")
+
+
 def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> None:
     import torch
 
@@ -871,6 +915,12 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> None:
         if not (Path(path) / "config.json").is_file():
             raise WorkerError(f"--model {name}={path}: not a model folder (no config.json)")
     data = {name: read_kimi_jsonl(path) for name, path in splits}
+    if args.gpus > 1 and args.shard is None:
+        transcribe_sharded(args, events, models, data)
+        return
+    shard, shards = (int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
+    if shards > 1:
+        data = {name: samples[shard::shards] for name, samples in data.items()}
     device = resolve_device(args.device)
     total = len(models) * sum(len(s) for s in data.values())
     done = 0
@@ -894,7 +944,8 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> None:
         target.mkdir(parents=True, exist_ok=True)
         say(f"transcribe with {model_name} ({kind}, {model_dir}) on {device}")
         started_model = time.time()
-        with open(target / "predictions.jsonl", "w", encoding="utf-8") as fh:
+        name = f"predictions.shard-{shard}-of-{shards}.jsonl" if shards > 1 else "predictions.jsonl"
+        with open(target / name, "w", encoding="utf-8") as fh:
             for split_name, samples in data.items():
                 for start in range(0, len(samples), args.batch_size):
                     batch = samples[start : start + args.batch_size]
@@ -1000,6 +1051,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--base", help="base model folder (tokenizer + feature extractor) if a model lacks them")
     p.add_argument("--language", help="pretrained models: language (default: the model's kimi_tui_model.json)")
+    p.add_argument("--gpus", type=positive_int, default=1, help="shard the clips over this many GPUs (processes)")
+    p.add_argument("--shard", help=argparse.SUPPRESS)
     return parser
 
 

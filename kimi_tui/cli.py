@@ -127,6 +127,17 @@ def cmd_stop(args: argparse.Namespace) -> int:
     run_dir = find_run(project.runs_dir, args.run)
     info = stop_run(run_dir)
     print(f"{run_dir.name}: {info.state}")
+    from kimi_tui.runs import group_alive, gpu_memory_left
+
+    stopped = set(info.raw.get("stopped_pids") or [])
+    if info.pgid and not group_alive(info.pgid):
+        print(f"no process of the run is left (process group {info.pgid}"
+              + (f", {len(stopped)} processes stopped)" if stopped else ")"))
+    if stopped:
+        message = gpu_memory_left(stopped)
+        print(message)
+        if message.startswith("GPU memory still held"):
+            return 1
     return 0
 
 

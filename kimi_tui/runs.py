@@ -269,6 +269,7 @@ def stop_run(run_dir: Path, grace: tuple[float, float, float] = (15.0, 10.0, 5.0
             _mark_final(run_dir, "stopped")
         return read_run(run_dir)
     (run_dir / STOP_MARKER).write_text(str(time.time()))
+    members = group_pids(pgid)
     for sig, wait_s in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), grace):
         try:
             os.killpg(pgid, sig)
@@ -291,7 +292,46 @@ def stop_run(run_dir: Path, grace: tuple[float, float, float] = (15.0, 10.0, 5.0
     raw = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
     if raw.get("state") not in FINAL_STATES:
         _mark_final(run_dir, "stopped")
+    raw = json.loads((run_dir / "status.json").read_text(encoding="utf-8"))
+    raw["stopped_pids"] = sorted(members)  # what was stopped, for the GPU-memory check
+    atomic_write_json(run_dir / "status.json", raw)
     return read_run(run_dir)
+
+
+def group_pids(pgid: int | None) -> set[int]:
+    """Every live process of the group (Linux /proc; empty elsewhere)."""
+    found: set[int] = set()
+    if not pgid:
+        return found
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            found.add(int(entry.name))
+    return found
+
+
+def gpu_memory_left(pids: set[int], wait_s: float = 10.0) -> str:
+    """After a stop: wait for the driver to drop the stopped processes' GPU memory and say so."""
+    from kimi_tui.gpu import read_gpus
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        snapshot = read_gpus()
+        if not snapshot.available:
+            return f"no GPU memory to check ({snapshot.reason})"
+        held = [(g.index, p.pid, p.used_bytes) for g in snapshot.gpus for p in g.processes if p.pid in pids]
+        if not held:
+            return f"GPU memory released: no process of the run is on any of the {len(snapshot.gpus)} GPUs"
+        if time.monotonic() > deadline:
+            return "GPU memory still held by " + ", ".join(
+                f"pid {pid} on GPU {index} ({(used or 0) / 2**20:.0f} MiB)" for index, pid, used in held)
+        time.sleep(0.5)
 
 
 def _mark_final(run_dir: Path, state: str) -> None:

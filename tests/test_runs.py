@@ -133,3 +133,21 @@ def test_a_token_in_the_environment_never_reaches_the_log(tmp_path: Path, monkey
     assert "token is ***" in log and "*** end" in log and "TOKENIZERS_PARALLELISM stays" in log
     script = (run_dir / "command.sh").read_text()
     assert secret not in script and "TOKENIZERS_PARALLELISM=false" in script
+
+
+def test_kimi_tui_stop_confirms_that_no_process_of_the_run_is_left(tmp_path: Path, capsys) -> None:
+    from kimi_tui.cli import main
+    from kimi_tui.project import init_project
+
+    project = init_project(tmp_path / "p", sample=True)
+    code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+    run_dir = start_stage(project.runs_dir, py_plan(code, stage="train"))
+    wait_state(run_dir, "running")
+    time.sleep(0.5)  # the grandchild exists
+    assert main(["stop", run_dir.name, "--project", str(project.root)]) == 0
+    out = capsys.readouterr().out
+    info = read_run(run_dir)
+    assert info.state == "stopped" and not group_alive(info.pgid)
+    assert f"no process of the run is left (process group {info.pgid}" in out
+    assert len(info.raw["stopped_pids"]) >= 3  # supervisor, worker, grandchild
+    assert "GPU memory" in out

@@ -71,11 +71,9 @@ def run_pipeline(base: Path, gpus: int, epochs: int) -> dict:
                     peak[gpu.index] = max(peak.get(gpu.index, 0), used)
         results[stage] = {"wall_s": wall, "gpus_used": sorted(peak), "peak_mib": {i: m / 2**20 for i, m in peak.items()}}
         if stage == "train":
-            state = json.loads((project / "training" / "trainer_state.json").read_text()) if (
-                project / "training" / "trainer_state.json").exists() else {}
-            runtime = next((h["train_runtime"] for h in state.get("log_history", []) if "train_runtime" in h), None)
-            results[stage]["steps"] = state.get("global_step")
-            results[stage]["train_runtime_s"] = runtime
+            meta = json.loads((project / "training" / "final" / "kimi_tui_model.json").read_text())
+            results[stage]["steps"] = meta.get("step")
+            results[stage]["train_runtime_s"] = meta.get("train_seconds")
     metrics = sorted((project / "evaluations").iterdir())[-1] / "metrics.json"
     results["metrics"] = metrics.exists()
     return results

@@ -127,11 +127,15 @@ def cmd_stop(args: argparse.Namespace) -> int:
     run_dir = find_run(project.runs_dir, args.run)
     info = stop_run(run_dir)
     print(f"{run_dir.name}: {info.state}")
-    from kimi_tui.runs import group_alive, gpu_memory_left
+    from kimi_tui.runs import gpu_memory_left, processes_left, run_processes
 
     stopped = set(info.raw.get("stopped_pids") or [])
-    if info.pgid and not group_alive(info.pgid):
-        print(f"no process of the run is left (process group {info.pgid}"
+    left = processes_left(stopped) | run_processes(info.pgid)
+    if left:
+        print(f"processes of the run are still alive: {sorted(left)}")
+        return 1
+    if info.pgid:
+        print(f"no process of the run is left (process group {info.pgid} and its descendants"
               + (f", {len(stopped)} processes stopped)" if stopped else ")"))
     if stopped:
         message = gpu_memory_left(stopped)

@@ -260,28 +260,72 @@ def find_run(runs_dir: Path, ref: str) -> Path:
     return matches[-1]
 
 
+def _process_table() -> dict[int, tuple[int, int, bytes]]:
+    """pid -> (ppid, pgid, state) for every process (Linux /proc)."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None and len(fields) > 2:
+                table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return table
+
+
+def run_processes(pgid: int | None) -> set[int]:
+    """The run's live processes: its process group and every descendant of it, including those
+    that left the group (torchrun starts each rank in a session of its own)."""
+    if not pgid:
+        return set()
+    table = _process_table()
+    found = {pid for pid, (_, group, state) in table.items() if group == pgid and state != b"Z"}
+    frontier = set(found)
+    while frontier:
+        frontier = {pid for pid, (ppid, _, state) in table.items()
+                    if ppid in frontier and pid not in found and state != b"Z"}
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if (f := _proc_stat(pid)) is not None and f[0] != b"Z"}
+
+
 def stop_run(run_dir: Path, grace: tuple[float, float, float] = (15.0, 10.0, 5.0)) -> RunInfo:
-    """SIGINT the group, then SIGTERM, then SIGKILL; return once nothing of it is left."""
+    """SIGINT the run's processes, then SIGTERM, then SIGKILL; return once none is left.
+
+    The signal goes to the process group and to each descendant outside it (torchrun's ranks
+    live in their own sessions: a SIGKILL of torchrun alone would orphan them on the GPUs)."""
     info = read_run(run_dir)
     pgid = info.pgid
-    if not info.active or not group_alive(pgid):
+    members = run_processes(pgid)
+    if not info.active or not members:
         if info.state in ACTIVE_STATES:
             _mark_final(run_dir, "stopped")
         return read_run(run_dir)
     (run_dir / STOP_MARKER).write_text(str(time.time()))
-    members = group_pids(pgid)
     for sig, wait_s in zip((signal.SIGINT, signal.SIGTERM, signal.SIGKILL), grace):
+        members |= run_processes(pgid)
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
-            break
+            pass
+        for pid in _alive(members):
+            if (f := _proc_stat(pid)) is not None and int(f[2]) != pgid:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and group_alive(pgid):
+        while time.monotonic() < deadline:
+            members |= run_processes(pgid)
+            if not _alive(members):
+                break
             time.sleep(0.1)
-        if not group_alive(pgid):
+        if not _alive(members):
             break
-    if group_alive(pgid):
-        raise RunError(f"{run_dir.name}: processes of group {pgid} survive SIGKILL")
+    left = _alive(members)
+    if left:
+        raise RunError(f"{run_dir.name}: processes {sorted(left)} of the run survive SIGKILL")
     # Give the supervisor's final status write a moment, then make sure it is final.
     for _ in range(20):
         if read_run(run_dir).state in FINAL_STATES and json.loads(
@@ -298,22 +342,9 @@ def stop_run(run_dir: Path, grace: tuple[float, float, float] = (15.0, 10.0, 5.0
     return read_run(run_dir)
 
 
-def group_pids(pgid: int | None) -> set[int]:
-    """Every live process of the group (Linux /proc; empty elsewhere)."""
-    found: set[int] = set()
-    if not pgid:
-        return found
-    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            found.add(int(entry.name))
-    return found
+def processes_left(pids: set[int]) -> set[int]:
+    """Which of these processes still run (zombies count as gone)."""
+    return _alive(set(pids))
 
 
 def gpu_memory_left(pids: set[int], wait_s: float = 10.0) -> str:

@@ -148,6 +148,31 @@ def test_kimi_tui_stop_confirms_that_no_process_of_the_run_is_left(tmp_path: Pat
     out = capsys.readouterr().out
     info = read_run(run_dir)
     assert info.state == "stopped" and not group_alive(info.pgid)
-    assert f"no process of the run is left (process group {info.pgid}" in out
+    assert f"no process of the run is left (process group {info.pgid} and its descendants" in out
     assert len(info.raw["stopped_pids"]) >= 3  # supervisor, worker, grandchild
     assert "GPU memory" in out
+
+
+def test_stop_reaches_a_child_in_a_session_of_its_own_like_a_torchrun_rank(tmp_path: Path) -> None:
+    """torchrun starts every rank with start_new_session: killing the group alone would orphan it."""
+    marker = tmp_path / "rank.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        "rank = subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)'], start_new_session=True)\n"
+        f"open({str(marker)!r}, 'w').write(str(rank.pid))\n"
+        "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "time.sleep(120)\n"
+    )
+    run_dir = start_stage(tmp_path / "runs", py_plan(code))
+    wait_state(run_dir, "running")
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    rank = int(marker.read_text())
+    info = stop_run(run_dir, grace=(0.5, 0.5, 5.0))
+    assert info.state == "stopped"
+    assert rank in info.raw["stopped_pids"]
+    from kimi_tui.runs import processes_left
+
+    assert not processes_left({rank}), "the rank in its own session survived the stop"

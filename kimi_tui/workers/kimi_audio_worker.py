@@ -541,6 +541,9 @@ def make_callback(events: EventWriter, total: int, is_main: bool):
 
 
 def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
+    if "LOCAL_RANK" not in os.environ:  # one GPU, not DataParallel over every visible one
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[0] if visible else "0"
     enter_checkout(args)
     rank = int(os.environ.get("RANK", "0"))
     is_main = rank == 0

@@ -1075,10 +1075,21 @@ def quiet_libraries() -> None:
         pass
 
 
+def one_gpu_unless_torchrun() -> None:
+    """Outside torchrun the Trainer wraps the model in DataParallel over every visible GPU;
+    train.num_gpus = 1 means one: the first of those visible (CUDA_VISIBLE_DEVICES kept as given)."""
+    if "LOCAL_RANK" in os.environ:
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[0] if visible else "0"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     events = EventWriter()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.command == "train":
+        one_gpu_unless_torchrun()
     try:
         if args.command == "train":
             for name in ("learning_rate", "epochs"):

@@ -357,11 +357,17 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, dict):
         if not value:
             return "{}"
-        return "{ " + ", ".join(f"{k} = {_fmt_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_fmt_key(k)} = {_fmt_value(v)}" for k, v in value.items()) + " }"
     try:
         return tomlkit.item(value).as_string()
     except Exception:
         return str(value)
+
+
+def _fmt_key(key: Any) -> str:
+    """A key of an inline table as TOML writes it: bare, or quoted and escaped."""
+    key = str(key)
+    return key if re.fullmatch(_BARE_KEY, key) else _fmt_value(key)
 
 
 def _fmt_shown(value: Any) -> str:
@@ -412,7 +418,10 @@ class _LineIndex:
         table: tuple[str, ...] = ()
         closing: str | None = None  # inside a multi-line string ending with this
         depth = 0  # open brackets of a multi-line array / inline table
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        # TOML breaks lines at LF (or CRLF) only; str.splitlines() would also break inside
+        # strings and comments at U+2028, U+0085, \x1c... and shift every later line number.
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
             if closing is not None:
                 if closing in line:
                     closing = None

@@ -347,6 +347,9 @@ CASES: list[Case] = [
          mention=(":7:", "invalid TOML")),
     Case("config_duplicate_key", config_case(GOOD_CONFIG + "epochs = 4\n"), fatal=True,
          mention=(":7:", "invalid TOML", "epochs")),
+    Case("config_unicode_line_separators", config_case(
+        '# 说明\u2028第二段\x85第三段\n[project]\nname = "演示\u2028"\n\n[train]\nepochs = 3\nepoch = 4\n'),
+         fatal=True, mention=(":7:", "unknown key 'epoch'", "did you mean 'epochs'?")),
     Case("config_not_utf8", config_case('[project]\nname = "演示"\n'.encode("gbk")), fatal=True,
          mention=("not valid UTF-8", "save it as UTF-8")),
     Case("config_missing", config_case(None), fatal=True, mention=("no such file", "kimi-tui init"),

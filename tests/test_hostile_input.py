@@ -102,7 +102,7 @@ def test_api(case: Case, tmp_path: Path) -> None:
 
 def kimi(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kimi_tui", *args], capture_output=True, text=True,
-                          timeout=CLI_TIMEOUT_S, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                          timeout=CLI_TIMEOUT_S)
 
 
 @dataclass
@@ -131,11 +131,13 @@ def _run_cli(case: Case, root: Path) -> CliRun:
 
 
 @pytest.fixture(scope="module")
-def cli_runs(tmp_path_factory) -> dict[str, CliRun]:
-    """Every case through `kimi-tui init` + `kimi-tui run prepare --wait`, a few at a time."""
+def cli_runs(request, tmp_path_factory) -> dict[str, CliRun]:
+    """The selected cases through `kimi-tui init` + `kimi-tui run prepare --wait`, a few at a time."""
+    selected = {item.callspec.params["case"].name for item in request.session.items
+                if getattr(item, "originalname", None) == "test_cli" and hasattr(item, "callspec")}
     base = tmp_path_factory.mktemp("cli")
     with ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2))) as pool:
-        futures = {c.name: pool.submit(_run_cli, c, base / c.name) for c in CASES}
+        futures = {c.name: pool.submit(_run_cli, c, base / c.name) for c in CASES if c.name in selected}
         return {name: f.result() for name, f in futures.items()}
 
 

@@ -72,11 +72,10 @@ def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
         frames = 0
     channels = int(info.channels or 0)
     declared = None
-    if str(info.format) == "WAV" and channels > 0 and frames > 0:
-        declared_bytes = _wav_declared_data_bytes(path)
-        bytes_per_frame = _PCM_BYTES.get(str(info.subtype), 0) * channels
-        if declared_bytes and bytes_per_frame and declared_bytes // bytes_per_frame > frames:
-            declared = declared_bytes // bytes_per_frame
+    if str(info.format) in ("WAV", "WAVEX") and frames > 0:
+        announced = _wav_announced_frames(path)
+        if announced is not None and announced > frames:
+            declared = announced
     return AudioInfo(
         sample_rate=sr,
         channels=channels,
@@ -88,12 +87,12 @@ def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
     )
 
 
-_PCM_BYTES = {"PCM_U8": 1, "PCM_S8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
-              "ALAW": 1, "ULAW": 1}
+#: WAVE format tags whose "data" size divided by the block alignment is a frame count.
+_FRAME_FORMATS = frozenset({0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE})  # PCM, float, A-law, mu-law, extensible
 
 
-def _wav_declared_data_bytes(path: str | os.PathLike[str]) -> int | None:
-    """Size of the "data" chunk as a RIFF/WAVE header announces it, or None when unknown.
+def _wav_announced_frames(path: str | os.PathLike[str]) -> int | None:
+    """Frames the RIFF/WAVE header announces (the "data" chunk size), or None when unknown.
 
     libsndfile quietly reads what is there when a copy was cut short; comparing with the
     header is the only way to notice that the clip no longer matches its transcript.
@@ -104,6 +103,7 @@ def _wav_declared_data_bytes(path: str | os.PathLike[str]) -> int | None:
             if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
                 return None
             order = "<" if head[:4] == b"RIFF" else ">"
+            block_align = 0
             pos = 12
             for _ in range(64):  # a handful of chunks (fmt, LIST, fact...) precede "data"
                 f.seek(pos)
@@ -111,9 +111,18 @@ def _wav_declared_data_bytes(path: str | os.PathLike[str]) -> int | None:
                 if len(chunk) < 8:
                     return None
                 size = struct.unpack(order + "I", chunk[4:])[0]
-                if chunk[:4] == b"data":
+                if chunk[:4] == b"fmt ":
+                    fmt = f.read(16)
+                    if len(fmt) < 16:
+                        return None
+                    tag, _channels, _rate, _bps, block_align = struct.unpack(order + "HHIIH", fmt[:14])
+                    if tag not in _FRAME_FORMATS:
+                        return None
+                elif chunk[:4] == b"data":
                     # 0 and 0xFFFFFFFF: written by streaming tools that did not know the length
-                    return None if size in (0, 0xFFFFFFFF) else size
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
                 pos += 8 + size + (size & 1)
     except (OSError, ValueError, TypeError, struct.error):
         return None

@@ -1,0 +1,216 @@
+"""Fault injection: kill -9 of the training worker at random moments and in the middle of checkpoint
+saves, SIGHUP of the TUI, a stop during evaluation. Every trial must recover: `--resume` finishes
+with the planned number of optimizer steps, from a complete checkpoint; a killed run is never left
+"running"; nothing of an earlier result is lost.
+
+The summary line (trials, recovered, lost) is printed to the terminal even under -q.
+KIMI_TUI_FAULT_TRIALS sets the number of kill -9 trials (default 20).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kimi_tui.config import save_config, set_field
+from kimi_tui.engines import get_engine
+from kimi_tui.pipeline import start
+from kimi_tui.project import Project, init_project
+from kimi_tui.runs import list_runs, processes_left, read_run, run_processes, stop_run, wait_run
+from kimi_tui.workers.disk_full import checkpoint_complete
+
+TRIALS = int(os.environ.get("KIMI_TUI_FAULT_TRIALS", "20"))
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Trial:
+    number: int
+    mode: str
+    killed_at: str = ""
+    resumed_from: str = ""
+    final_step: int | None = None
+    recovered: bool = False
+    why: str = ""
+
+
+def run_to_end(project: Project, stage: str, resume: bool = False):
+    run_dir = start(project, stage, resume=resume)
+    info = wait_run(run_dir)
+    return info, (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> tuple[Path, int]:
+    """The sample on the tiny engine, ready to train: 24 optimizer steps, a checkpoint every 4."""
+    root = tmp_path_factory.mktemp("fault") / "template"
+    project = init_project(root, sample=True)
+    config = project.config
+    for key, value in {"train.epochs": 24, "train.save_steps": 4, "train.logging_steps": 2,
+                       "eval.checkpoints": "last", "eval.include_base": False}.items():
+        config = set_field(config, key, value)
+    save_config(project.config_path, config)
+    project = Project.load(root)
+    for stage in ("prepare", "extract", "convert"):
+        info, log = run_to_end(project, stage)
+        assert info.state == "succeeded", log[-2000:]
+    total = get_engine("whisper").schedule(project).total_steps
+    assert total == 24
+    return root, total
+
+
+def copy_project(template: Path, where: Path) -> Project:
+    shutil.copytree(template, where, ignore=shutil.ignore_patterns("runs", "training*", "exports", "evaluations"))
+    return Project.load(where)
+
+
+def worker_pid(run_dir: Path, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = read_run(run_dir).pid
+        if pid:
+            return pid
+        time.sleep(0.01)
+    raise AssertionError(f"{run_dir.name} never started its worker")
+
+
+def training_started(run_dir: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if "training:" in (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace"):
+            return
+        if not read_run(run_dir).active:
+            return
+        time.sleep(0.02)
+
+
+def one_trial(template: Path, where: Path, number: int, total: int) -> Trial:
+    rng = random.Random(number)
+    mode = "mid-save" if number % 2 else "random"
+    trial = Trial(number, mode)
+    project = copy_project(template, where)
+    run_dir = start(project, "train")
+    pid = worker_pid(run_dir)
+    training_started(run_dir)
+    if mode == "random":
+        time.sleep(rng.uniform(0.2, 6.0))  # anywhere in the ~3-8 s of training (two trials share the CPU)
+    else:
+        # The moment a checkpoint folder appears and before the Trainer writes its trainer_state.json.
+        target = rng.choice([4, 8, 12, 16])
+        folder = project.training_dir / f"checkpoint-{target}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not folder.exists() and read_run(run_dir).active:
+            time.sleep(0.002)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    info = wait_run(run_dir)
+    done = sorted(project.training_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    trial.killed_at = ", ".join(f"{p.name}{'' if checkpoint_complete(p) else ' (half-written)'}" for p in done) or "before any save"
+    if info.state == "running" or info.state not in ("failed", "succeeded"):
+        trial.why = f"killed run reads {info.state}"
+        return trial
+    if info.state == "succeeded":  # the kill came after the end: nothing to recover
+        trial.killed_at = "after the end"
+    else:
+        info, log = run_to_end(project, "train", resume=True)
+        if info.state != "succeeded":
+            trial.why = f"resume {info.state}: {log[-1500:]}"
+            return trial
+        if "resuming from " in log:
+            trial.resumed_from = log.split("resuming from ", 1)[1].split(",", 1)[0]
+            resumed = project.training_dir / trial.resumed_from
+            if not checkpoint_complete(resumed):
+                trial.why = f"resumed from an incomplete {resumed.name}"
+                return trial
+        else:
+            trial.resumed_from = "scratch"
+    meta = json.loads((project.training_dir / "final" / "kimi_tui_model.json").read_text())
+    trial.final_step = meta.get("step")
+    if trial.final_step != total:
+        trial.why = f"finished at step {trial.final_step}, planned {total}"
+        return trial
+    complete = [p.name for p in project.training_dir.glob("checkpoint-*") if checkpoint_complete(p)]
+    if len(complete) != total // 4:
+        trial.why = f"complete checkpoints {sorted(complete)}"
+        return trial
+    trial.recovered = True
+    shutil.rmtree(where, ignore_errors=True)
+    return trial
+
+
+def test_kill_9_during_training_and_saves_always_recovers(prepared, tmp_path, capsys) -> None:
+    template, total = prepared
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        trials = list(pool.map(lambda n: one_trial(template, tmp_path / f"trial-{n}", n, total), range(TRIALS)))
+    recovered = sum(t.recovered for t in trials)
+    lost = len(trials) - recovered
+    mid_save = [t for t in trials if "half-written" in t.killed_at]
+    with capsys.disabled():
+        print(f"\nfault injection (kill -9 of the train worker): trials {len(trials)}, recovered {recovered}, "
+              f"lost {lost}; {len(mid_save)} killed with a half-written checkpoint on disk")
+        for t in trials:
+            print(f"  #{t.number:2} {t.mode:8} on disk: {t.killed_at}; resumed from {t.resumed_from or '-'}; "
+                  f"final step {t.final_step}" + (f"; LOST: {t.why}" if not t.recovered else ""))
+    assert lost == 0, [t for t in trials if not t.recovered]
+    assert mid_save, "no trial hit a checkpoint save in progress"
+
+
+def test_stop_during_evaluation_leaves_no_process_and_the_next_evaluation_runs(prepared, tmp_path) -> None:
+    template, _ = prepared
+    project = copy_project(template, tmp_path / "p")
+    info, log = run_to_end(project, "train")
+    assert info.state == "succeeded", log[-2000:]
+    run_dir = start(project, "evaluate")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "[1/" not in (run_dir / "stdout.log").read_text(errors="replace"):
+        time.sleep(0.05)
+    members = run_processes(read_run(run_dir).pgid)
+    assert members, "the evaluation ended before the stop"
+    info = stop_run(run_dir)
+    assert info.state == "stopped"
+    assert not processes_left(set(info.raw["stopped_pids"]) | members)
+    info, log = run_to_end(project, "evaluate")
+    assert info.state == "succeeded", log[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_sighup_of_the_tui_leaves_the_run_going(prepared, tmp_path) -> None:
+    template, total = prepared
+    project = copy_project(template, tmp_path / "p")
+    name = f"kimi-tui-hup-{os.getpid()}"
+    run_dir = start(project, "train")
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "80", "-y", "24",
+                    f"{sys.executable} -m kimi_tui {project.root}"], check=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "Checkpoints" not in subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", name], capture_output=True, text=True).stdout:
+            time.sleep(0.2)
+        subprocess.run(["tmux", "send-keys", "-t", name, "3"], check=True)  # the Run panel follows the run
+        time.sleep(1.0)
+        pane_pid = int(subprocess.run(["tmux", "display-message", "-p", "-t", name, "#{pane_pid}"],
+                                      capture_output=True, text=True).stdout.strip())
+        os.kill(pane_pid, signal.SIGHUP)  # the terminal the TUI runs in is gone
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and processes_left({pane_pid}):
+            time.sleep(0.1)
+        assert not processes_left({pane_pid}), "the TUI ignored SIGHUP"
+        assert read_run(run_dir).state in ("running", "succeeded")
+        info = wait_run(run_dir)
+        assert info.state == "succeeded"
+        assert json.loads((project.training_dir / "final" / "kimi_tui_model.json").read_text())["step"] == total
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)

@@ -29,7 +29,7 @@ def kimi(*args: str, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def sample_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = tmp_path_factory.mktemp("demo") / "demo project"  # a space in the path, on purpose
+    project = tmp_path_factory.mktemp("demo") / "demo 'project' 语音"  # a space, a quote, Chinese: on purpose
     assert kimi("init", str(project), "--sample").returncode == 0
     # The user's terminal: `run all --wait` in its own session, as a login shell would be.
     follower = subprocess.Popen(

@@ -176,8 +176,10 @@ def run_shards(argv: list[str], gpus: int, events: EventWriter) -> None:
     The children share this process group, so a stop of the run reaches them.
     """
     procs = []
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     for shard in range(gpus):
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(shard))
+        # The shard-th GPU of those the user made visible (all of them when CUDA_VISIBLE_DEVICES is unset).
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=visible[shard % len(visible)] if visible else str(shard))
         cmd = [sys.executable, os.path.abspath(__file__)] + argv + ["--shard", f"{shard}/{gpus}"]
         say(f"shard {shard}/{gpus} on GPU {shard}")
         procs.append(subprocess.Popen(cmd, env=env))

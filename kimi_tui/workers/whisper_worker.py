@@ -871,8 +871,10 @@ def transcribe_sharded(args: argparse.Namespace, events: EventWriter, models, da
     out = Path(args.output)
     argv = [a for a in sys.argv[1:]]
     children = []
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     for shard in range(args.gpus):
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(shard))
+        # The shard-th GPU of those the user made visible (all of them when CUDA_VISIBLE_DEVICES is unset).
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=visible[shard % len(visible)] if visible else str(shard))
         env.pop("KIMI_TUI_EVENTS", None)
         cmd = [sys.executable, "-m", "kimi_tui.workers.whisper_worker"] + argv + ["--shard", f"{shard}/{args.gpus}"]
         children.append(subprocess.Popen(cmd, env=env))

@@ -271,3 +271,24 @@ def test_palette_commands_and_keys_are_named(project: Project) -> None:
     keys = {binding.key: binding for binding in ConfigPanel.BINDINGS}
     assert {"ctrl+s", "p", "e", "y"} <= set(keys)
     assert all(binding.id and binding.tooltip for binding in keys.values())
+
+
+async def test_a_kimi_audio_project_shows_its_fields_the_preflight_and_the_command_in_the_checkout(tmp_path: Path) -> None:
+    from kimi_double import kimi_project
+
+    project = kimi_project(tmp_path, **{"train.save_steps": 1000})
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: bool(app.screen.query("TabbedContent")))
+        await pilot.press("2")
+        await wait_for(pilot, lambda: bool(app.screen.query(ConfigPanel)))
+        panel = app.screen.query_one(ConfigPanel)
+        # The first preflight probes the interpreter in a subprocess (it imports torch): seconds, off the UI thread.
+        await wait_for(pilot, lambda: "kimi_audio.python" in findings_text(panel), timeout=90)
+        shown = findings_text(panel)
+        # kimi-tui's own interpreter stands in for the Kimi-Audio environment: the preflight says why it cannot be.
+        assert "transformers 5" in shown and "flash-attn" in shown
+        assert panel.query_one("#cfg-kimi_audio-checkout", Input).value == project.config.kimi_audio.checkout
+        assert panel.query_one("#cfg-kimi_audio-method").value == "lora"
+        assert "train.save_steps" in shown  # 1000 on a 27-step run: the seed's second failure, before any run
+        assert not app.screen.query(ErrorModal)

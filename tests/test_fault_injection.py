@@ -25,6 +25,7 @@ import pytest
 
 from kimi_tui.config import save_config, set_field
 from kimi_tui.engines import get_engine
+from kimi_tui.events import read_events
 from kimi_tui.pipeline import start
 from kimi_tui.project import Project, init_project
 from kimi_tui.runs import list_runs, processes_left, read_run, run_processes, stop_run, wait_run
@@ -57,7 +58,7 @@ def prepared(tmp_path_factory) -> tuple[Path, int]:
     root = tmp_path_factory.mktemp("fault") / "template"
     project = init_project(root, sample=True)
     config = project.config
-    for key, value in {"train.epochs": 24, "train.save_steps": 4, "train.logging_steps": 2,
+    for key, value in {"train.epochs": 24, "train.save_steps": 4, "train.logging_steps": 1,
                        "eval.checkpoints": "last", "eval.include_base": False}.items():
         config = set_field(config, key, value)
     save_config(project.config_path, config)
@@ -104,7 +105,15 @@ def one_trial(template: Path, where: Path, number: int, total: int) -> Trial:
     pid = worker_pid(run_dir)
     training_started(run_dir)
     if mode == "random":
-        time.sleep(rng.uniform(0.2, 6.0))  # anywhere in the ~3-8 s of training (two trials share the CPU)
+        # A random optimizer step (from the run's own progress events), then a random fraction of a step.
+        target_step = rng.randint(1, total - 1)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and read_run(run_dir).active:
+            steps = [e.get("step", 0) for e in read_events(run_dir / "events.jsonl") if e.get("type") in ("progress", "metric")]
+            if steps and max(steps) >= target_step:
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))
     else:
         # The moment a checkpoint folder appears and before the Trainer writes its trainer_state.json.
         target = rng.choice([4, 8, 12, 16])

@@ -28,7 +28,7 @@ from kimi_tui.engines import get_engine
 from kimi_tui.events import read_events
 from kimi_tui.pipeline import start
 from kimi_tui.project import Project, init_project
-from kimi_tui.runs import list_runs, processes_left, read_run, run_processes, stop_run, wait_run
+from kimi_tui.runs import processes_left, read_run, run_processes, stop_run, wait_run
 from kimi_tui.workers.disk_full import checkpoint_complete
 
 TRIALS = int(os.environ.get("KIMI_TUI_FAULT_TRIALS", "20"))

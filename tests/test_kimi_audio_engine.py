@@ -19,7 +19,7 @@ from kimi_tui.errors import KimiTuiError
 from kimi_tui.lint import lint_project
 from kimi_tui.pipeline import start
 from kimi_tui.project import Project
-from kimi_tui.runs import read_run, wait_run
+from kimi_tui.runs import wait_run
 from kimi_tui.workers import kimi_audio_worker as worker
 
 WORKER_SOURCE = Path(worker.__file__)

@@ -83,6 +83,41 @@ def torchrun(python: str, num_gpus: int, num_nodes: int = 1, rdzv_endpoint: str 
     return argv + ["--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
 
 
+def evaluated_models(project, base: str | None, export: str | None) -> list[tuple[str, str]]:
+    """(name, folder) of what the evaluate stage scores: the base model, the checkpoints chosen by
+    [eval] checkpoints (complete ones only), the export; the same rule for every engine."""
+    from kimi_tui.checkpoints import list_checkpoints
+
+    ev = project.config.eval
+    models: list[tuple[str, str]] = []
+    if ev.include_base and base:
+        models.append(("base", base))
+    complete = [c for c in list_checkpoints(project.training_dir) if c.complete]
+    if ev.checkpoints == "all":
+        chosen = complete
+    elif ev.checkpoints == "last":
+        chosen = complete[-1:]
+    else:
+        by_name = {c.name: c for c in complete}
+        missing = [n for n in ev.checkpoints if n not in by_name]
+        if missing:
+            raise KimiTuiError(
+                f"kimi-tui.toml [eval] checkpoints: {', '.join(missing)} not found (complete ones: "
+                f"{', '.join(by_name) or 'none'})"
+            )
+        chosen = [by_name[n] for n in ev.checkpoints]
+    models += [(c.name, str(c.path)) for c in chosen]
+    if ev.include_export and export:
+        models.append(("export", export))
+    return models
+
+
+def scoring_args(ev) -> list[str]:
+    """The evaluate worker's scoring options from [eval]."""
+    return (["--resamples", str(ev.bootstrap_resamples)] + (["--numbers"] if ev.normalise_numbers else [])
+            + (["--fillers"] if ev.remove_fillers else []) + (["--mixed"] if ev.mixed_tokens else []))
+
+
 def get_engine(name: str):
     if name == "whisper":
         from kimi_tui.engines.whisper import WhisperEngine

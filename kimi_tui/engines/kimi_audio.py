@@ -14,15 +14,13 @@ copy is run as a file; ``PYTHONPATH`` holds the checkout.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.engines import STAGES, Schedule, compute_schedule, torchrun
+from kimi_tui.engines import STAGES, Schedule, compute_schedule, evaluated_models, scoring_args, torchrun
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.fsutil import atomic_write_text
 from kimi_tui.project import Project
@@ -307,26 +305,9 @@ class KimiAudioEngine:
         )
 
     def evaluated_models(self, project: Project) -> list[tuple[str, str]]:
-        ev = project.config.eval
-        models: list[tuple[str, str]] = []
-        if ev.include_base:
-            models.append(("base", str(self.base_model(project))))
-        complete = [c for c in list_checkpoints(project.training_dir) if c.complete]
-        if ev.checkpoints == "all":
-            chosen = complete
-        elif ev.checkpoints == "last":
-            chosen = complete[-1:]
-        else:
-            by_name = {c.name: c for c in complete}
-            missing = [n for n in ev.checkpoints if n not in by_name]
-            if missing:
-                raise KimiTuiError(f"kimi-tui.toml [eval] checkpoints: {', '.join(missing)} not found (complete ones: "
-                                   f"{', '.join(by_name) or 'none'})")
-            chosen = [by_name[n] for n in ev.checkpoints]
-        models += [(c.name, str(c.path)) for c in chosen]
-        if ev.include_export and (project.export_dir / "config.json").exists():
-            models.append(("export", str(project.export_dir)))
-        return models
+        base = str(self.base_model(project)) if project.config.eval.include_base else None
+        export = str(project.export_dir) if (project.export_dir / "config.json").exists() else None
+        return evaluated_models(project, base, export)
 
     def unfinished_evaluation(self, project: Project) -> Path:
         folders = sorted(p for p in project.evaluations_dir.glob("*") if p.is_dir()) if project.evaluations_dir.exists() else []
@@ -359,12 +340,8 @@ class KimiAudioEngine:
             "--text-repetition-penalty", repr(project.config.kimi_audio.text_repetition_penalty),
             "--gpus", str(project.config.train.num_gpus),
         ]
-        scoring = ["--resamples", str(ev.bootstrap_resamples)]
-        scoring += ["--numbers"] if ev.normalise_numbers else []
-        scoring += ["--fillers"] if ev.remove_fillers else []
-        scoring += ["--mixed"] if ev.mixed_tokens else []
         argv = [sys.executable, "-m", "kimi_tui.workers.evaluate", "--output", str(out),
-                "--train-jsonl", str(project.train_jsonl), *scoring, "--"] + transcribe
+                "--train-jsonl", str(project.train_jsonl), *scoring_args(ev), "--"] + transcribe
         env = self._env(project, checkout)
         # The scorer is kimi-tui's own (its interpreter); only the transcriber needs the checkout.
         return StagePlan(
@@ -374,9 +351,3 @@ class KimiAudioEngine:
                          f"{', '.join(s for s, _ in chosen)} with {', '.join(n for n, _ in models)}, then score"),
         )
 
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.engines import STAGES, Schedule, compute_schedule, torchrun
+from kimi_tui.engines import STAGES, Schedule, compute_schedule, evaluated_models, scoring_args, torchrun
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan
@@ -170,28 +169,9 @@ class WhisperEngine:
                           description="a self-contained inference model (weights, tokenizer, feature extractor)")
 
     def evaluated_models(self, project: Project) -> list[tuple[str, str]]:
-        ev = project.config.eval
-        models: list[tuple[str, str]] = []
-        if ev.include_base and (project.base_model_dir / "config.json").exists():
-            models.append(("base", str(project.base_model_dir)))
-        complete = [c for c in list_checkpoints(project.training_dir) if c.complete]
-        if ev.checkpoints == "all":
-            chosen = complete
-        elif ev.checkpoints == "last":
-            chosen = complete[-1:]
-        else:
-            by_name = {c.name: c for c in complete}
-            missing = [n for n in ev.checkpoints if n not in by_name]
-            if missing:
-                raise KimiTuiError(
-                    f"kimi-tui.toml [eval] checkpoints: {', '.join(missing)} not found (complete ones: "
-                    f"{', '.join(by_name) or 'none'})"
-                )
-            chosen = [by_name[n] for n in ev.checkpoints]
-        models += [(c.name, str(c.path)) for c in chosen]
-        if ev.include_export and (project.export_dir / "config.json").exists():
-            models.append(("export", str(project.export_dir)))
-        return models
+        base = str(project.base_model_dir) if (project.base_model_dir / "config.json").exists() else None
+        export = str(project.export_dir) if (project.export_dir / "config.json").exists() else None
+        return evaluated_models(project, base, export)
 
     def _plan_evaluate(self, project: Project) -> StagePlan:
         models = self.evaluated_models(project)
@@ -217,13 +197,8 @@ class WhisperEngine:
             "--device", project.config.engine.device,
             "--gpus", str(project.config.train.num_gpus),
         ]
-        ev = project.config.eval
-        scoring = ["--resamples", str(ev.bootstrap_resamples)]
-        scoring += ["--numbers"] if ev.normalise_numbers else []
-        scoring += ["--fillers"] if ev.remove_fillers else []
-        scoring += ["--mixed"] if ev.mixed_tokens else []
         argv = [sys.executable, "-m", "kimi_tui.workers.evaluate", "--output", str(out),
-                "--train-jsonl", str(project.train_jsonl), *scoring, "--"] + transcribe
+                "--train-jsonl", str(project.train_jsonl), *scoring_args(project.config.eval), "--"] + transcribe
         return StagePlan(
             stage="evaluate", argv=argv, env=dict(OFFLINE_ENV), cwd=str(project.root),
             inputs=[p for _, p in models], outputs=[str(out)],

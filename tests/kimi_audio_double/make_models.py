@@ -53,8 +53,8 @@ class KimiaCharTokenizer(PreTrainedTokenizer):
 
 
 def main(out, texts):
-    from finetune_codes.configuration_moonshot_kimia import KimiAConfig
-    from finetune_codes.modeling_kimia import MoonshotKimiaForCausalLM
+    from finetune_codes.configuration_moonshot_kimia import ToyKimiaConfig
+    from finetune_codes.modeling_kimia import ToyTwoStreamLM
     from kimia_infer.models.tokenizer.whisper_Lv3.whisper import save_whisper
     from kimia_infer.utils.special_tokens import NAMES
     import torch
@@ -64,7 +64,7 @@ def main(out, texts):
     pieces = ["<unk>"] + [f"<|im_{n}|>" for n in NAMES] + chars
     assert len(pieces) < 512, "too many characters for the double's vocabulary"
     base = os.path.join(out, "Kimi-Audio-7B")
-    model = MoonshotKimiaForCausalLM(KimiAConfig())
+    model = ToyTwoStreamLM(ToyKimiaConfig())
     model.save_pretrained(base)
     save_whisper(os.path.join(base, "whisper-large-v3"))
     save_whisper(os.path.join(out, "whisper-large-v3"))

@@ -1,7 +1,7 @@
 from transformers import PretrainedConfig
 
 
-class KimiAConfig(PretrainedConfig):
+class ToyKimiaConfig(PretrainedConfig):
     model_type = "kimia_double"
 
     def __init__(self, vocab_size=576, hidden_size=32, kimia_token_offset=512, kimia_mimo_audiodelaytokens=5,

@@ -6,23 +6,23 @@ import shutil
 import torch
 
 from kimia_infer.hub import local_folder
-from kimia_infer.models.tokenizer.whisper_Lv3.whisper import WhisperEncoder
+from kimia_infer.models.tokenizer.whisper_Lv3.whisper import ToyWhisperEncoder
 
-from .modeling_kimia import MoonshotKimiaForCausalLM
+from .modeling_kimia import ToyTwoStreamLM
 
 
-class KimiAudioModel(MoonshotKimiaForCausalLM):
+class ToyKimiAudioModel(ToyTwoStreamLM):
     def __init__(self, config):
         super().__init__(config)
         # Hard-coded hub id, loaded every time the class is built (documented trap).
-        self.whisper_model = WhisperEncoder("openai/whisper-large-v3", mel_batch_size=20,
+        self.whisper_model = ToyWhisperEncoder("openai/whisper-large-v3", mel_batch_size=20,
                                             unfreeze_online_whisper_model=True)
 
     @classmethod
     def init_from_pretrained(cls, model_name_or_path, model_load_kwargs):
         path = local_folder(model_name_or_path)
-        audio_model = MoonshotKimiaForCausalLM.from_pretrained(path, **model_load_kwargs)
-        whisper = WhisperEncoder(os.path.join(path, "whisper-large-v3"))
+        audio_model = ToyTwoStreamLM.from_pretrained(path, **model_load_kwargs)
+        whisper = ToyWhisperEncoder(os.path.join(path, "whisper-large-v3"))
         model = cls(audio_model.config)
         state = audio_model.state_dict()
         for name, value in whisper.state_dict().items():
@@ -32,16 +32,16 @@ class KimiAudioModel(MoonshotKimiaForCausalLM):
 
     @staticmethod
     def export_model(input_dir, output_dir):
-        model = KimiAudioModel.from_pretrained(input_dir)
-        lm = MoonshotKimiaForCausalLM(model.config)
+        model = ToyKimiAudioModel.from_pretrained(input_dir)
+        lm = ToyTwoStreamLM(model.config)
         lm.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("whisper_model")})
         lm.save_pretrained(output_dir)
         shutil.copyfile("finetune_codes/configuration_moonshot_kimia.py",
                         os.path.join(output_dir, "configuration_moonshot_kimia.py"))
         shutil.copyfile("finetune_codes/modeling_kimia.py", os.path.join(output_dir, "modeling_moonshot_kimia.py"))
-        from kimia_infer.models.tokenizer.whisper_Lv3.whisper import WhisperModel
+        from kimia_infer.models.tokenizer.whisper_Lv3.whisper import ToyWhisperFolder
 
-        whisper = WhisperModel.from_pretrained("openai/whisper-large-v3")
+        whisper = ToyWhisperFolder.from_pretrained("openai/whisper-large-v3")
         whisper.load_state_dict({k.replace("speech_encoder.", "encoder."): v
                                  for k, v in model.whisper_model.state_dict().items()})
         whisper.save_pretrained(os.path.join(output_dir, "whisper-large-v3"))
@@ -57,6 +57,10 @@ class KimiAudioModel(MoonshotKimiaForCausalLM):
                                is_continuous_mask=is_continuous_mask, **kwargs)
 
 
+# The documented name the engine's worker imports; the class above is a toy of our own.
+KimiAudioModel = ToyKimiAudioModel
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--model_name", type=str, default="moonshotai/Kimi-Audio-7B")
@@ -66,8 +70,8 @@ if __name__ == "__main__":
     parser.add_argument("--input_dir", type=str, default="output/finetuned_hf")
     args = parser.parse_args()
     if args.action == "init_from_pretrained":
-        model = KimiAudioModel.init_from_pretrained(args.model_name, model_load_kwargs={})
+        model = ToyKimiAudioModel.init_from_pretrained(args.model_name, model_load_kwargs={})
         os.makedirs(args.output_dir, exist_ok=True)
         model.save_pretrained(args.output_dir)
     else:
-        KimiAudioModel.export_model(args.input_dir, args.output_dir)
+        ToyKimiAudioModel.export_model(args.input_dir, args.output_dir)

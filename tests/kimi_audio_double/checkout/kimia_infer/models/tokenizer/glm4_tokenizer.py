@@ -9,7 +9,7 @@ from kimia_infer.hub import local_folder
 CODEBOOK = 64
 
 
-class Glm4Tokenizer:
+class ToyCodeTokenizer:
     def __init__(self, name):
         folder = local_folder(name)
         if not os.path.isfile(os.path.join(folder, "config.json")):

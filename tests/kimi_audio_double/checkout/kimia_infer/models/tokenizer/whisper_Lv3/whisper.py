@@ -10,7 +10,7 @@ FRAME = 320  # 16 kHz / 50 Hz
 WIDTH = 8
 
 
-class WhisperEncoder(torch.nn.Module):
+class ToyWhisperEncoder(torch.nn.Module):
     def __init__(self, model_path, mel_batch_size=20, unfreeze_online_whisper_model=False):
         super().__init__()
         folder = local_folder(model_path)
@@ -37,7 +37,7 @@ def save_whisper(folder, seed=0):
         fh.write('{"model_type": "whisper", "num_mel_bins": 128}\n')
 
 
-class WhisperModel:
+class ToyWhisperFolder:
     """The export's ``WhisperModel.from_pretrained("openai/whisper-large-v3")`` + save_pretrained."""
 
     def __init__(self, folder):

@@ -62,6 +62,52 @@ def compute_schedule(
     return Schedule(n_samples, per_epoch, total, every, steps)
 
 
+OFFLINE_ENV = {
+    # Never reach for a hub: an offline box would hang or download gigabytes.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def count_lines(path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def require_checkpoints(sched: Schedule, train) -> None:
+    """Refuse a train plan whose save_steps would save nothing before the end (the seed's 1000 on 30 steps)."""
+    if len(sched.checkpoint_steps) >= 2:
+        return
+    gpus = train.num_gpus * train.num_nodes
+    raise KimiTuiError(
+        f"kimi-tui.toml [train] save_steps = {train.save_steps}: the run has {sched.total_steps} optimizer "
+        f"steps ({sched.n_samples} samples, batch {train.batch_size} x accumulation "
+        f"{train.gradient_accumulation_steps} x {gpus} GPU{'s' if gpus > 1 else ''}, {train.epochs} epochs), so no "
+        f"checkpoint would be saved before the end of training. Set save_steps = \"auto\" "
+        f"or at most {max(1, sched.total_steps // 2)}, or train for more epochs."
+    )
+
+
+def schedule_args(train, sched: Schedule, device: str) -> list[str]:
+    """The Trainer settings both engines' train workers take, as the plan computed them."""
+    return [
+        "--epochs", str(train.epochs),
+        "--learning-rate", repr(train.learning_rate),
+        "--gradient-accumulation-steps", str(train.gradient_accumulation_steps),
+        "--weight-decay", repr(train.weight_decay),
+        "--warmup-ratio", repr(train.warmup_ratio),
+        "--lr-scheduler", train.lr_scheduler,
+        "--save-steps", str(sched.save_steps),
+        "--save-total-limit", str(train.save_total_limit),
+        "--logging-steps", str(train.logging_steps),
+        "--seed", str(train.seed),
+        "--device", device,
+    ]
+
+
 def free_port() -> int:
     import socket
 

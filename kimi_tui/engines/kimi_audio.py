@@ -20,29 +20,29 @@ from datetime import datetime
 from pathlib import Path
 
 from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.engines import STAGES, Schedule, compute_schedule, evaluated_models, scoring_args, torchrun
+from kimi_tui.engines import (
+    OFFLINE_ENV,
+    STAGES,
+    Schedule,
+    compute_schedule,
+    count_lines,
+    evaluated_models,
+    require_checkpoints,
+    schedule_args,
+    scoring_args,
+    torchrun,
+)
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.fsutil import atomic_write_text
 from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan
 
 #: The stdlib-only files the worker needs, relative to the kimi_tui package.
-WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/disk_full.py", "workers/kimi_audio_worker.py")
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "PYTHONUNBUFFERED": "1",
-}
+WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/disk_full.py", "workers/gpus.py",
+                "workers/kimi_audio_worker.py")
 WHISPER_ID = "openai/whisper-large-v3"
 GLM4_ID = "THUDM/glm-4-voice-tokenizer"
 BASE_IDS = ("moonshotai/Kimi-Audio-7B", "moonshotai/Kimi-Audio-7B-Instruct")
-
-
-def count_lines(path: Path) -> int:
-    with open(path, "rb") as fh:
-        return sum(1 for line in fh if line.strip())
 
 
 
@@ -211,17 +211,8 @@ class KimiAudioEngine:
                 f"kimi-tui.toml [train] batch_size = {t.batch_size}: the official Kimi-Audio model only trains with "
                 "a micro batch of 1. Set batch_size = 1 and raise gradient_accumulation_steps instead."
             )
-        if t.num_nodes > 1 and not t.rdzv_endpoint:
-            raise KimiTuiError("kimi-tui.toml [train] num_nodes > 1 needs rdzv_endpoint = \"HOST:PORT\" "
-                               "(an address every machine can reach)")
         sched = self.schedule(project)
-        if len(sched.checkpoint_steps) < 2:
-            raise KimiTuiError(
-                f"kimi-tui.toml [train] save_steps = {t.save_steps}: the run has {sched.total_steps} optimizer steps "
-                f"({sched.n_samples} samples x {t.epochs} epochs / (accumulation {t.gradient_accumulation_steps} x "
-                f"{t.num_gpus * t.num_nodes} GPUs)), so no checkpoint would be saved before the end. "
-                f"Set save_steps = \"auto\" or at most {max(1, sched.total_steps // 2)}."
-            )
+        require_checkpoints(sched, t)
         checkout = self.checkout(project)
         python = self.python(project)
         distributed = t.num_gpus > 1 or t.num_nodes > 1 or ds.enabled
@@ -237,19 +228,9 @@ class KimiAudioEngine:
             "--data", str(self.tokens_jsonl(project, "train")),
             "--output", str(project.training_dir),
             "--method", ka.method,
-            "--epochs", str(t.epochs),
-            "--learning-rate", repr(t.learning_rate),
-            "--gradient-accumulation-steps", str(t.gradient_accumulation_steps),
-            "--weight-decay", repr(t.weight_decay),
-            "--warmup-ratio", repr(t.warmup_ratio),
-            "--lr-scheduler", t.lr_scheduler,
+            *schedule_args(t, sched, cfg.engine.device),
             "--max-grad-norm", repr(t.max_grad_norm),
-            "--save-steps", str(sched.save_steps),
-            "--save-total-limit", str(t.save_total_limit),
-            "--logging-steps", str(t.logging_steps),
-            "--seed", str(t.seed),
             "--eval-ratio", repr(t.eval_ratio),
-            "--device", cfg.engine.device,
             "--total-steps", str(sched.total_steps),
         ]
         if t.bf16:

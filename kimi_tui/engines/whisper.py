@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import sys
 
-from kimi_tui.engines import STAGES, Schedule, compute_schedule, evaluated_models, scoring_args, torchrun
+from kimi_tui.engines import (
+    OFFLINE_ENV,
+    STAGES,
+    Schedule,
+    compute_schedule,
+    count_lines,
+    evaluated_models,
+    require_checkpoints,
+    schedule_args,
+    scoring_args,
+    torchrun,
+)
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan
 
 WORKER = [sys.executable, "-m", "kimi_tui.workers.whisper_worker"]
-OFFLINE_ENV = {
-    # Never reach for a hub: an offline box would hang or download gigabytes.
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "PYTHONUNBUFFERED": "1",
-}
-
-
-def count_lines(path) -> int:
-    with open(path, "rb") as fh:
-        return sum(1 for line in fh if line.strip())
-
 
 class WhisperEngine:
     name = "whisper"
@@ -110,30 +107,13 @@ class WhisperEngine:
             raise KimiTuiError(f"{project.base_model_dir} has no model yet: run the convert stage first")
         t = project.config.train
         sched = self.schedule(project)
-        if len(sched.checkpoint_steps) < 2:
-            raise KimiTuiError(
-                f"kimi-tui.toml [train] save_steps = {t.save_steps}: the run has {sched.total_steps} optimizer "
-                f"steps ({sched.n_samples} samples, batch {t.batch_size} x accumulation "
-                f"{t.gradient_accumulation_steps} x {t.num_gpus} GPU, {t.epochs} epochs), so no checkpoint "
-                f"would be saved before the end of training. Set save_steps = \"auto\" "
-                f"or at most {max(1, sched.total_steps // 2)}, or train for more epochs."
-            )
+        require_checkpoints(sched, t)
         args = [
             "--model", str(project.base_model_dir),
             "--features", str(project.features_dir),
             "--output", str(project.training_dir),
-            "--epochs", str(t.epochs),
-            "--learning-rate", repr(t.learning_rate),
             "--batch-size", str(t.batch_size),
-            "--gradient-accumulation-steps", str(t.gradient_accumulation_steps),
-            "--weight-decay", repr(t.weight_decay),
-            "--warmup-ratio", repr(t.warmup_ratio),
-            "--lr-scheduler", t.lr_scheduler,
-            "--save-steps", str(sched.save_steps),
-            "--save-total-limit", str(t.save_total_limit),
-            "--logging-steps", str(t.logging_steps),
-            "--seed", str(t.seed),
-            "--device", project.config.engine.device,
+            *schedule_args(t, sched, project.config.engine.device),
         ]
         if t.bf16:
             args.append("--bf16")

@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as a file from the project's copy: make its
 
 from kimi_tui.events import EventWriter  # noqa: E402
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full  # noqa: E402
+from kimi_tui.workers.gpus import one_gpu_unless_torchrun, shard_env  # noqa: E402
 
 SAMPLE_RATE = 16000
 #: GLM-4-Voice tokens: one per 1280 samples at 16 kHz (12.5 Hz), per 30 s chunk.
@@ -176,10 +177,8 @@ def run_shards(argv: list[str], gpus: int, events: EventWriter) -> None:
     The children share this process group, so a stop of the run reaches them.
     """
     procs = []
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     for shard in range(gpus):
-        # The shard-th GPU of those the user made visible (all of them when CUDA_VISIBLE_DEVICES is unset).
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=visible[shard % len(visible)] if visible else str(shard))
+        env = shard_env(shard)
         cmd = [sys.executable, os.path.abspath(__file__)] + argv + ["--shard", f"{shard}/{gpus}"]
         say(f"shard {shard}/{gpus} on GPU {shard}")
         procs.append(subprocess.Popen(cmd, env=env))
@@ -543,9 +542,7 @@ def make_callback(events: EventWriter, total: int, is_main: bool):
 
 
 def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
-    if "LOCAL_RANK" not in os.environ:  # one GPU, not DataParallel over every visible one
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[0] if visible else "0"
+    one_gpu_unless_torchrun()
     enter_checkout(args)
     rank = int(os.environ.get("RANK", "0"))
     is_main = rank == 0

@@ -41,6 +41,7 @@ from typing import Any
 
 from kimi_tui.events import EventWriter
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
+from kimi_tui.workers.gpus import one_gpu_unless_torchrun, shard_env
 
 SAMPLING_RATE = 16000
 HOP_LENGTH = 160
@@ -871,10 +872,8 @@ def transcribe_sharded(args: argparse.Namespace, events: EventWriter, models, da
     out = Path(args.output)
     argv = [a for a in sys.argv[1:]]
     children = []
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
     for shard in range(args.gpus):
-        # The shard-th GPU of those the user made visible (all of them when CUDA_VISIBLE_DEVICES is unset).
-        env = dict(os.environ, CUDA_VISIBLE_DEVICES=visible[shard % len(visible)] if visible else str(shard))
+        env = shard_env(shard)
         env.pop("KIMI_TUI_EVENTS", None)
         cmd = [sys.executable, "-m", "kimi_tui.workers.whisper_worker"] + argv + ["--shard", f"{shard}/{args.gpus}"]
         children.append(subprocess.Popen(cmd, env=env))
@@ -1075,15 +1074,6 @@ def quiet_libraries() -> None:
         hf_logging.disable_progress_bar()
     except Exception:
         pass
-
-
-def one_gpu_unless_torchrun() -> None:
-    """Outside torchrun the Trainer wraps the model in DataParallel over every visible GPU;
-    train.num_gpus = 1 means one: the first of those visible (CUDA_VISIBLE_DEVICES kept as given)."""
-    if "LOCAL_RANK" in os.environ:
-        return
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = visible.split(",")[0] if visible else "0"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,29 @@
+"""Which GPUs a worker process gets, the same way in both engines' workers.
+
+Outside torchrun the HF Trainer wraps the model in DataParallel over every visible GPU,
+so "one GPU" must be made true by the environment; and a shard of N must take the
+shard-th of the GPUs the user made visible, not always 0..N-1. Standard library only:
+the kimi-audio worker runs under the user's own interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _visible() -> list[str]:
+    return [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+
+
+def one_gpu_unless_torchrun() -> None:
+    """train.num_gpus = 1 means one: the first of the visible GPUs (CUDA_VISIBLE_DEVICES kept as given)."""
+    if "LOCAL_RANK" in os.environ:
+        return
+    visible = _visible()
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible[0] if visible else "0"
+
+
+def shard_env(shard: int) -> dict[str, str]:
+    """The environment of shard ``shard``: the shard-th visible GPU (all of them when none is set)."""
+    visible = _visible()
+    return dict(os.environ, CUDA_VISIBLE_DEVICES=visible[shard % len(visible)] if visible else str(shard))

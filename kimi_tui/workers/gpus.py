@@ -27,3 +27,22 @@ def shard_env(shard: int) -> dict[str, str]:
     """The environment of shard ``shard``: the shard-th visible GPU (all of them when none is set)."""
     visible = _visible()
     return dict(os.environ, CUDA_VISIBLE_DEVICES=visible[shard % len(visible)] if visible else str(shard))
+
+
+def end_process_group() -> None:
+    """Leave torchrun's process group before the interpreter exits.
+
+    A rank that exits with its gloo/NCCL group still alive can die in the C++ destructors
+    ("terminate called without an active exception", SIGABRT) after its work is done, and
+    torchrun then reports the whole finished run as failed (seen in CI with two CPU ranks).
+    The barrier first, so no rank tears down while another is still saving the final model.
+    """
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    try:
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()

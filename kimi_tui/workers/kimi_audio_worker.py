@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as a file from the project's copy: make its
 
 from kimi_tui.events import EventWriter  # noqa: E402
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full  # noqa: E402
-from kimi_tui.workers.gpus import one_gpu_unless_torchrun, shard_env  # noqa: E402
+from kimi_tui.workers.gpus import end_process_group, one_gpu_unless_torchrun, shard_env  # noqa: E402
 
 SAMPLE_RATE = 16000
 #: GLM-4-Voice tokens: one per 1280 samples at 16 kHz (12.5 Hz), per 30 s chunk.
@@ -889,7 +889,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "official":
             return cmd_official(args, command, events)
-        return {"extract": cmd_extract, "train": cmd_train, "transcribe": cmd_transcribe}[args.command](args, events)
+        code = {"extract": cmd_extract, "train": cmd_train, "transcribe": cmd_transcribe}[args.command](args, events)
+        if code == 0:
+            end_process_group()
+        return code
     except WorkerError as exc:
         print(f"kimi-audio {args.command} failed: {exc}", file=sys.stderr, flush=True)
         events.error(str(exc))

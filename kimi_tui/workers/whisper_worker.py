@@ -41,7 +41,7 @@ from typing import Any
 
 from kimi_tui.events import EventWriter
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
-from kimi_tui.workers.gpus import one_gpu_unless_torchrun, shard_env
+from kimi_tui.workers.gpus import end_process_group, one_gpu_unless_torchrun, shard_env
 
 SAMPLING_RATE = 16000
 HOP_LENGTH = 160
@@ -1091,6 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise WorkerError("--warmup-ratio must be in [0, 1)")
         quiet_libraries()
         COMMANDS[args.command](args, events)
+        end_process_group()
     except WorkerError as exc:
         message = f"{args.command}: {exc}"
         print(f"error: {message}", file=sys.stderr, flush=True)

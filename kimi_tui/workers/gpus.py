@@ -43,6 +43,9 @@ def end_process_group() -> None:
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return
     try:
-        dist.barrier()
+        if dist.get_backend() == "nccl":  # name the rank's GPU, or torch warns into every log
+            dist.barrier(device_ids=[sys.modules["torch"].cuda.current_device()])
+        else:
+            dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -234,6 +234,35 @@ def test_full_fine_tuning_checkpoints_transcribe_like_their_export(project):
     assert got["checkpoint-18"] == got["export"]
 
 
+@pytest.mark.slow
+def test_full_fine_tuning_with_deepspeed_zero3_on_two_processes(project):
+    """Two torchrun ranks (gloo on a CPU) share the ZeRO-3 shards: the schedule is the one planned
+    for two GPUs, and the checkpoint holds the whole gathered model, the one that is exported."""
+    from safetensors.torch import load_file
+
+    project = configure(project, kimi_audio__method="full", train__epochs=2, train__num_gpus=2,
+                        deepspeed__enabled=True, deepspeed__stage=3, eval__splits=["train"],
+                        eval__checkpoints="last", eval__include_base=False)
+    for stage in ("prepare", "extract", "convert", "train", "export", "evaluate"):
+        run_dir, log = run_stage(project, stage)
+        if stage == "train":
+            assert "terminate called" not in log
+    training = project.training_dir
+    ds = json.loads((training / "ds_config.json").read_text(encoding="utf-8"))
+    assert ds["zero_optimization"]["stage"] == 3 and "scheduler" not in ds
+    # 9 samples over 2 ranks at micro batch 1: 5 steps an epoch, 2 epochs.
+    assert json.loads((training / "trainer_state.json").read_text(encoding="utf-8"))["global_step"] == 10
+    last = training / "checkpoint-10"
+    assert (last / "rng_state_0.pth").is_file() and (last / "rng_state_1.pth").is_file()
+    checkpoint = load_file(str(last / "model.safetensors"))
+    exported = load_file(str(project.export_dir / "model.safetensors"))
+    assert checkpoint and all(t.numel() > 0 for t in checkpoint.values())  # gathered, not empty shards
+    assert set(exported) <= set(checkpoint)
+    assert all(checkpoint[k].equal(exported[k]) for k in exported)
+    got = predictions(log, project)
+    assert set(got) == {"checkpoint-10", "export"} and got["checkpoint-10"] == got["export"]
+
+
 def test_extract_skips_a_bad_file_names_its_line_and_resumes_without_redoing_work(project, tmp_path):
     run_stage(project, "prepare")
     lines = project.train_jsonl.read_text(encoding="utf-8").splitlines()

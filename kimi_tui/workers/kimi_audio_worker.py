@@ -83,12 +83,16 @@ def link_hub_ids(checkout: Path, links: list[str]) -> None:
         if link.is_symlink():
             if os.path.realpath(link) == os.path.realpath(target_path):
                 continue
-            link.unlink()
         elif link.exists():
             say(f"offline: {link} is a folder of yours; it is used as {hub_id} (kimi-tui does not replace it)")
             continue
         link.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(target_path, link, target_is_directory=True)
+        # Made aside and renamed over: extract shards and torchrun ranks link at the same moment,
+        # and a plain symlink() of the second one fails with "File exists".
+        fresh = link.with_name(f".{link.name}.{os.getpid()}.link")
+        fresh.unlink(missing_ok=True)
+        os.symlink(target_path, fresh, target_is_directory=True)
+        os.replace(fresh, link)
         say(f"offline: {hub_id} -> {target_path}")
 
 
@@ -559,6 +563,12 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
         ds_config = deepspeed_config(args.zero_stage, args.offload_optimizer, args.offload_param, cuda)
         if is_main:
             atomic_write(output / "ds_config.json", json.dumps(ds_config, indent=2) + "\n")
+        if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # On a CPU the Trainer sets up plain torch.distributed, never deepspeed.comm, so
+            # DeepSpeed would count a world of 1 and refuse the batch size (ZeRO-3 on 2 CPU ranks).
+            import deepspeed
+
+            deepspeed.init_distributed(dist_backend="gloo")
     training_args = training_arguments(args, ds_config)  # before the model: ZeRO-3 builds it sharded
 
     import torch

@@ -16,7 +16,17 @@ class ToyWhisperEncoder(torch.nn.Module):
         folder = local_folder(model_path)
         self.speech_encoder = torch.nn.Linear(1, WIDTH)
         state = load_file(os.path.join(folder, "model.safetensors"))
-        self.speech_encoder.load_state_dict({k.replace("encoder.", ""): v for k, v in state.items()})
+        state = {k.replace("encoder.", ""): v for k, v in state.items()}
+        params = list(self.speech_encoder.parameters())
+        if any(hasattr(p, "ds_id") for p in params):
+            # Built inside ZeRO-3's zero.Init the parameters are empty shards; the real encoder's
+            # WhisperModel.from_pretrained gathers them to load, and so does this double.
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(params, modifier_rank=0):
+                self.speech_encoder.load_state_dict(state)
+        else:
+            self.speech_encoder.load_state_dict(state)
 
     def forward(self, wav):
         wav = wav.float().to(self.speech_encoder.weight.device)

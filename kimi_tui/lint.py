@@ -498,11 +498,6 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
         out.append(Lint("warning", "train.learning_rate", f"learning_rate = {lr:g} looks far too {direction}: {why}.", fix))
 
     ds = cfg.deepspeed
-    if ds.enabled and cfg.engine.name == "whisper":
-        out.append(Lint(
-            "note", "deepspeed.enabled", "the whisper engine does not use DeepSpeed yet; this setting has no effect.",
-            "Leave it for the kimi-audio engine, or set deepspeed.enabled = false.",
-        ))
     if ds.enabled and ds.offload_param and ds.stage != 3:
         out.append(Lint(
             "warning", "deepspeed.offload_param", "offload_param only works with ZeRO stage 3.",

@@ -9,6 +9,7 @@ import pytest
 
 from kimi_tui.config import ProjectConfig, set_field
 from kimi_tui.gpu import GpuReading, GpuSnapshot
+from kimi_tui.engines import get_engine
 from kimi_tui.lint import Lint, count_training_samples, lint_project
 from kimi_tui.presets import PRESETS, apply_preset, preset_changes
 from kimi_tui.project import TINY_SCHEDULE, Project, init_project
@@ -154,10 +155,20 @@ def test_learning_rate_far_outside_the_engine_range_warns(sample: Project, tmp_p
                     "train.learning_rate") == []
 
 
-def test_deepspeed_with_the_whisper_engine_is_a_note(sample: Project) -> None:
-    [finding] = by_field(lint_project(with_settings(sample, deepspeed__enabled="true")), "deepspeed.enabled")
-    assert finding.level == "note"
-    assert "whisper" in finding.message
+def test_deepspeed_with_the_whisper_engine_is_applied_not_ignored(tmp_path: Path) -> None:
+    project = with_settings(init_project(tmp_path / "p", sample=True), deepspeed__enabled="true",
+                            deepspeed__stage="2", deepspeed__offload_optimizer="true")
+    assert by_field(lint_project(project), "deepspeed.enabled") == []
+    from kimi_tui.events import EventWriter
+    from kimi_tui.workers.prepare import prepare
+
+    prepare(project, EventWriter(tmp_path / "events.jsonl"))
+    project.base_model_dir.mkdir(parents=True)
+    (project.base_model_dir / "config.json").write_text("{}")  # as if converted
+    argv = get_engine("whisper").plan("train", project).argv
+    # DeepSpeed wants torchrun's rank variables even on one GPU.
+    assert argv[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "1"]
+    assert argv[argv.index("--zero-stage") + 1] == "2" and "--offload-optimizer" in argv
 
 
 def test_eval_checkpoints_that_the_schedule_never_saves_warn(sample: Project) -> None:

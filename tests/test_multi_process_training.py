@@ -1,4 +1,4 @@
-"""The whisper engine's multi-GPU path (torchrun training, transcription sharded per GPU), run on the
+"""The whisper engine's multi-GPU path (torchrun training, DeepSpeed, transcription sharded per GPU), run on the
 CPU with two gloo processes so CI exercises it; the same plans ran on two H200s (benchmarks/multi_gpu.py)."""
 
 from __future__ import annotations
@@ -44,3 +44,57 @@ def test_two_processes_train_as_planned_and_shard_the_transcription(tmp_path):
     assert [r["id"] for r in rows] == expected  # every clip once, in input order, from two shards
     assert not list((evaluation / "checkpoint-40").glob("predictions.shard-*"))
     assert (evaluation / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_deepspeed_zero3_on_two_processes_trains_resumes_and_transcribes_like_its_export(tmp_path):
+    """[deepspeed] is not only for the kimi-audio engine: the whisper engine trains with the same
+    generated ZeRO config, so a user can try stage, offload and resume on a CPU before the GPUs."""
+    project = init_project(tmp_path / "p", sample=True)
+    config = project.config
+    for key, value in {"train.num_gpus": 2, "train.epochs": 4, "train.batch_size": 2,
+                       "train.gradient_accumulation_steps": 1, "engine.device": "cpu",
+                       "deepspeed.enabled": True, "deepspeed.stage": 3,
+                       "eval.checkpoints": "last", "eval.include_base": False}.items():
+        config = set_field(config, key, value)
+    save_config(project.config_path, config)
+    project = Project.load(project.root)
+
+    def run(stage: str, resume: bool = False) -> str:
+        run_dir = start(project, stage, resume=resume)
+        info = wait_run(run_dir)
+        log = (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
+        assert info.state == "succeeded", f"{stage}:\n{log[-3000:]}"
+        return log
+
+    for stage in ("prepare", "extract", "convert"):
+        run(stage)
+    log = run("train")
+    assert "DeepSpeed ZeRO-3" in log
+    ds = json.loads((project.training_dir / "ds_config.json").read_text())
+    assert ds["zero_optimization"]["stage"] == 3 and "scheduler" not in ds
+    sched = get_engine("whisper").schedule(project)
+    assert sched.total_steps == 12  # 9 clips / (2 x 2 processes) = 3 batches per epoch, x 4
+    last = project.training_dir / f"checkpoint-{sched.total_steps}"
+    assert list(last.glob("global_step*/*optim_states.pt"))  # DeepSpeed holds the optimizer state
+
+    # The last checkpoint lost: --resume continues from the one before and ends at the same step.
+    import shutil
+
+    shutil.rmtree(last)
+    previous = sched.checkpoint_steps[-2]
+    log = run("train", resume=True)
+    assert f"resuming from checkpoint-{previous}" in log
+    state = json.loads((last / "trainer_state.json").read_text())
+    assert state["global_step"] == sched.total_steps
+
+    run("export")
+    run("evaluate")
+    evaluation = sorted(project.evaluations_dir.iterdir())[-1]
+
+    def hypotheses(model: str) -> dict:
+        rows = (evaluation / model / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+        return {json.loads(r)["id"]: json.loads(r)["hypothesis"] for r in rows}
+
+    got = hypotheses(f"checkpoint-{sched.total_steps}")
+    assert len(got) == 19 and got == hypotheses("export")

@@ -38,8 +38,8 @@ from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan
 
 #: The stdlib-only files the worker needs, relative to the kimi_tui package.
-WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/disk_full.py", "workers/gpus.py",
-                "workers/kimi_audio_worker.py")
+WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/deepspeed_setup.py", "workers/disk_full.py",
+                "workers/gpus.py", "workers/kimi_audio_worker.py")
 WHISPER_ID = "openai/whisper-large-v3"
 GLM4_ID = "THUDM/glm-4-voice-tokenizer"
 BASE_IDS = ("moonshotai/Kimi-Audio-7B", "moonshotai/Kimi-Audio-7B-Instruct")

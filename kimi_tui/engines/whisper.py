@@ -119,26 +119,31 @@ class WhisperEngine:
             args.append("--bf16")
         if resume:
             args.append("--resume")
-        if t.num_gpus > 1 or t.num_nodes > 1:
-            # One process per GPU (DDP through the Trainer); on a CPU, gloo processes.
-            launcher = torchrun(sys.executable, t.num_gpus, t.num_nodes, t.rdzv_endpoint, f"kimi-tui-{project.root.name}")
-            plan = self._plan(project, "train", args, inputs=[str(project.base_model_dir), str(project.features_dir)],
-                              outputs=[str(project.training_dir)])
-            plan.argv = launcher + ["-m", "kimi_tui.workers.whisper_worker", "train"] + args
-            plan.description = (
-                f"{sched.total_steps} optimizer steps ({sched.steps_per_epoch}/epoch) on {t.num_gpus} GPUs"
-                + (f" x {t.num_nodes} machines" if t.num_nodes > 1 else "")
-                + f", checkpoints at steps {', '.join(map(str, sched.checkpoint_steps))} and the final model"
-            )
-            return plan
-        return self._plan(
+        ds = project.config.deepspeed
+        how = ""
+        if ds.enabled:
+            # The same ZeRO configuration the kimi-audio engine trains with (workers/deepspeed_setup.py).
+            args += ["--zero-stage", str(ds.stage)]
+            args += ["--offload-optimizer"] if ds.offload_optimizer else []
+            args += ["--offload-param"] if ds.offload_param and ds.stage == 3 else []
+            how = f"DeepSpeed ZeRO-{ds.stage}" + (" + optimizer offload" if ds.offload_optimizer else "") + (
+                " + parameter offload" if ds.offload_param and ds.stage == 3 else "") + ": "
+        where = f" on {t.num_gpus} GPUs" if t.num_gpus > 1 else ""
+        where += f" x {t.num_nodes} machines" if t.num_nodes > 1 else ""
+        plan = self._plan(
             project, "train", args, inputs=[str(project.base_model_dir), str(project.features_dir)],
             outputs=[str(project.training_dir)],
             description=(
-                f"{sched.total_steps} optimizer steps ({sched.steps_per_epoch}/epoch), "
+                f"{how}{sched.total_steps} optimizer steps ({sched.steps_per_epoch}/epoch){where}, "
                 f"checkpoints at steps {', '.join(map(str, sched.checkpoint_steps))} and the final model"
             ),
         )
+        if t.num_gpus > 1 or t.num_nodes > 1 or ds.enabled:
+            # One process per GPU (DDP or DeepSpeed through the Trainer); on a CPU, gloo processes.
+            # DeepSpeed wants torchrun's rank variables even on one GPU.
+            launcher = torchrun(sys.executable, t.num_gpus, t.num_nodes, t.rdzv_endpoint, f"kimi-tui-{project.root.name}")
+            plan.argv = launcher + ["-m", "kimi_tui.workers.whisper_worker", "train"] + args
+        return plan
 
     def _plan_export(self, project: Project) -> StagePlan:
         final = project.training_dir / "final"

@@ -41,7 +41,8 @@ if __package__ in (None, ""):  # run as a file from the project's copy: make its
 
 from kimi_tui.events import EventWriter  # noqa: E402
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full  # noqa: E402
-from kimi_tui.workers.gpus import end_process_group, one_gpu_unless_torchrun, shard_env  # noqa: E402
+from kimi_tui.workers.deepspeed_setup import prepare_deepspeed  # noqa: E402
+from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env  # noqa: E402
 
 SAMPLE_RATE = 16000
 #: GLM-4-Voice tokens: one per 1280 samples at 16 kHz (12.5 Hz), per 30 s chunk.
@@ -442,41 +443,6 @@ def cmd_official(args: argparse.Namespace, command: list[str], events: EventWrit
 # ---------------------------------------------------------------------------
 
 
-def deepspeed_config(stage: int, offload_optimizer: bool, offload_param: bool, cuda: bool = True) -> dict:
-    """No ``scheduler`` block: DeepSpeed's WarmupLR would replace the Trainer's schedule (the
-    official config's trap: the rate stays flat after warm-up). "auto" values come from the Trainer.
-    Without CUDA (a CPU smoke test) communication overlap and pinned memory are off: gloo has neither."""
-    zero: dict = {
-        "stage": stage,
-        "overlap_comm": cuda,
-        "contiguous_gradients": True,
-        "reduce_bucket_size": "auto",
-    }
-    if offload_optimizer:
-        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": cuda}
-    if stage == 3:
-        zero.update({
-            "stage3_prefetch_bucket_size": "auto",
-            "stage3_param_persistence_threshold": "auto",
-            "stage3_gather_16bit_weights_on_model_save": True,
-        })
-        if offload_param:
-            zero["offload_param"] = {"device": "cpu", "pin_memory": cuda}
-    return {
-        "bf16": {"enabled": "auto"},
-        "fp16": {"enabled": "auto"},
-        "optimizer": {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto",
-                                                   "weight_decay": "auto", "torch_adam": not offload_optimizer}},
-        "zero_optimization": zero,
-        "gradient_accumulation_steps": "auto",
-        "gradient_clipping": "auto",
-        "train_batch_size": "auto",
-        "train_micro_batch_size_per_gpu": "auto",
-        "steps_per_print": 1000000,
-        "wall_clock_breakdown": False,
-    }
-
-
 def training_arguments(args: argparse.Namespace, ds_config: dict | None):
     """TrainingArguments with the names the installed transformers accepts (seed failure 1)."""
     import dataclasses
@@ -560,15 +526,7 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
         import torch
 
         cuda = torch.cuda.is_available() and args.device != "cpu"
-        ds_config = deepspeed_config(args.zero_stage, args.offload_optimizer, args.offload_param, cuda)
-        if is_main:
-            atomic_write(output / "ds_config.json", json.dumps(ds_config, indent=2) + "\n")
-        if not cuda and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            # On a CPU the Trainer sets up plain torch.distributed, never deepspeed.comm, so
-            # DeepSpeed would count a world of 1 and refuse the batch size (ZeRO-3 on 2 CPU ranks).
-            import deepspeed
-
-            deepspeed.init_distributed(dist_backend="gloo")
+        ds_config = prepare_deepspeed(output, args.zero_stage, args.offload_optimizer, args.offload_param, cuda, is_main)
     training_args = training_arguments(args, ds_config)  # before the model: ZeRO-3 builds it sharded
 
     import torch
@@ -913,4 +871,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_rank(main())

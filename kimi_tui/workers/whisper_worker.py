@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from kimi_tui.events import EventWriter
+from kimi_tui.workers.deepspeed_setup import has_optimizer_state, prepare_deepspeed
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
-from kimi_tui.workers.gpus import end_process_group, one_gpu_unless_torchrun, shard_env
+from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env
 
 SAMPLING_RATE = 16000
 HOP_LENGTH = 160
@@ -284,7 +285,7 @@ def count_parameters(model) -> int:
     for p in model.parameters():
         if id(p) not in seen:
             seen.add(id(p))
-            total += p.numel()
+            total += int(getattr(p, "ds_numel", 0) or p.numel())  # a ZeRO-3 shard holds an empty p
     return total
 
 
@@ -654,15 +655,13 @@ def make_callback(events: EventWriter, support: dict[str, Any]):
 
 def last_complete_checkpoint(output: Path) -> Path | None:
     """The highest checkpoint-N whose save finished. The Trainer writes trainer_state.json after
-    the weights and optimizer state, so a folder cut short by a kill or a full disk lacks it (or
-    them); the Trainer's own resume_from_checkpoint=True would pick such a folder anyway."""
+    the weights and optimizer state (optimizer.pt, or DeepSpeed's global_stepN/), so a folder cut
+    short by a kill or a full disk lacks it (or them); the Trainer's own resume_from_checkpoint=True would pick such a folder anyway."""
     found = []
     for folder in output.glob("checkpoint-*"):
         step = folder.name.removeprefix("checkpoint-")
         weights = any((folder / n).exists() for n in ("model.safetensors", "pytorch_model.bin"))
-        if step.isdigit() and weights and (folder / "trainer_state.json").exists() and (
-            folder / "optimizer.pt"
-        ).exists():
+        if step.isdigit() and weights and (folder / "trainer_state.json").exists() and has_optimizer_state(folder):
             found.append((int(step), folder))
     return max(found)[1] if found else None
 
@@ -673,6 +672,9 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
 
     events.emit("stage", name="train")
     base = Path(args.model)
+    # Loaded before the TrainingArguments, so never inside ZeRO-3's zero.Init: transformers 5.24
+    # cannot initialise Whisper's sinusoidal positions on empty shards (TypeError in sinusoids()).
+    # DeepSpeed partitions the whole model when the Trainer starts; the model is small by design.
     model = load_model(base)
     tokenizer, fe, meta = load_support(base, None)
     kind = meta["kind"]
@@ -699,6 +701,12 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
     dataset = build_train_dataset(payload, tokenizer, kind, model, meta.get("language"))
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    ds_config = None
+    if args.zero_stage:
+        ds_config = prepare_deepspeed(out, args.zero_stage, args.offload_optimizer, args.offload_param,
+                                      device == "cuda", int(os.environ.get("RANK", "0")) == 0)
+        say(f"DeepSpeed ZeRO-{args.zero_stage}" + (", optimizer on the CPU" if args.offload_optimizer else "")
+            + (", parameters on the CPU" if args.offload_param else "") + f": {out / 'ds_config.json'}")
     resume = None
     if args.resume:
         complete = last_complete_checkpoint(out)
@@ -729,7 +737,7 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
         data_seed=args.seed,
         bf16=args.bf16,
         use_cpu=device == "cpu",
-        deepspeed=args.deepspeed,
+        deepspeed=ds_config or args.deepspeed,
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
@@ -1034,7 +1042,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--deepspeed", help="DeepSpeed config JSON")
+    p.add_argument("--deepspeed", help="a DeepSpeed config JSON of your own (instead of --zero-stage)")
+    p.add_argument("--zero-stage", type=int, choices=[0, 2, 3], default=0,
+                   help="DeepSpeed ZeRO stage with kimi-tui's config (0: no DeepSpeed)")
+    p.add_argument("--offload-optimizer", action="store_true", help="ZeRO: optimizer state in host RAM")
+    p.add_argument("--offload-param", action="store_true", help="ZeRO-3: parameters in host RAM")
     p.add_argument("--resume", action="store_true", help="resume from the latest checkpoint in --output")
 
     p = sub.add_parser("export", help="self-contained inference folder")
@@ -1110,4 +1122,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_rank(main())

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -498,6 +499,12 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
         out.append(Lint("warning", "train.learning_rate", f"learning_rate = {lr:g} looks far too {direction}: {why}.", fix))
 
     ds = cfg.deepspeed
+    if ds.enabled and cfg.engine.name == "whisper" and not deepspeed_installed():
+        out.append(Lint(
+            "error", "deepspeed.enabled",
+            f"deepspeed is not installed for {sys.executable}, which runs the whisper engine's training.",
+            "pip install 'kimi-tui[deepspeed]' in this environment, or set deepspeed.enabled = false.",
+        ))
     if ds.enabled and ds.offload_param and ds.stage != 3:
         out.append(Lint(
             "warning", "deepspeed.offload_param", "offload_param only works with ZeRO stage 3.",
@@ -539,6 +546,13 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
                 "note", "engine.device", "no GPU is visible here: a pretrained model would train on the CPU, very slowly.",
                 "Run on the GPU machine (kimi-tui works over SSH in tmux).",
             ))
+
+
+def deepspeed_installed() -> bool:
+    """Found without importing it: the TUI process never imports deepspeed (it pulls in torch)."""
+    import importlib.util
+
+    return importlib.util.find_spec("deepspeed") is not None
 
 
 def lint_project(project: "Project", *, gpus: "GpuSnapshot | None" = None) -> list[Lint]:

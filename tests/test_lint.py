@@ -250,3 +250,13 @@ def test_eval_checkpoints_missing_from_training_warn(tmp_path: Path) -> None:
     [finding] = by_field(findings, "eval.checkpoints")
     assert "checkpoint-30 is not among" in finding.message and "checkpoint-10, checkpoint-20" in finding.message
     assert by_field(lint_project(with_settings(project, eval__checkpoints="checkpoint-20")), "eval.checkpoints") == []
+
+
+def test_deepspeed_enabled_without_deepspeed_installed_is_an_error_with_the_install_command(
+        sample: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kimi_tui.lint as lint
+
+    monkeypatch.setattr(lint, "deepspeed_installed", lambda: False)
+    [finding] = by_field(lint_project(with_settings(sample, deepspeed__enabled="true")), "deepspeed.enabled")
+    assert finding.level == "error" and "not installed" in finding.message
+    assert "kimi-tui[deepspeed]" in finding.fix

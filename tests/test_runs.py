@@ -19,7 +19,7 @@ def py_plan(code: str, stage: str = "test") -> StagePlan:
     return StagePlan(stage=stage, argv=[sys.executable, "-c", code])
 
 
-def wait_state(run_dir: Path, state: str, timeout: float = 15.0) -> None:
+def wait_state(run_dir: Path, state: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if read_run(run_dir).state == state:

@@ -97,7 +97,7 @@ async def test_a_checkpoint_saved_while_the_panel_is_open_appears(project: Proje
     app = Harness(project)
     async with app.run_test(size=SIZE) as pilot:
         panel = app.query_one(CheckpointsPanel)
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: str(panel.border_title) == "Checkpoints · none yet")
         assert rows(panel) == {}
         assert "No checkpoints yet" in str(panel.query_one("#checkpoints-hint").content)
         assert str(panel.border_title) == "Checkpoints · none yet"
@@ -148,7 +148,8 @@ async def test_delete_asks_first_and_deletes_only_on_yes(project: Project) -> No
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal))
         assert app.screen.question == "Delete checkpoint-20 (12.9 MB)? This cannot be undone"
         await pilot.press("n")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmModal))
+        await pilot.pause(0.3)  # a delete, had "n" been taken for "y", would be under way by now
         assert folder.is_dir() and len(rows(panel)) == 2
 
         await pilot.press("d")

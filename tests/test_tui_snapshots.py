@@ -9,6 +9,7 @@ and look at the new pictures before committing them.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -31,11 +32,14 @@ def fixed_dir() -> Path:
 
 async def wait_for_dataset(pilot) -> None:
     app = pilot.app
-    for _ in range(200):
+    deadline = time.monotonic() + 60  # generous: a slow CI machine, never a slower test when it is fast
+    while True:
         if isinstance(app.screen, WorkbenchScreen):
             panel = app.screen.panel("dataset")
             if panel is not None and "train 9" in str(panel.border_title) and "test 10" in str(panel.border_title):
                 break
+        if time.monotonic() > deadline:
+            raise AssertionError("the Dataset panel never showed train 9 / test 10")
         await pilot.pause(0.05)
     await wait_for_all_panels(pilot)
     await pilot.pause(0.3)

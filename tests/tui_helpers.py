@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 
-async def wait_for_panel(pilot, panel_class, timeout: float = 15.0):
+async def wait_for_panel(pilot, panel_class, timeout: float = 60.0):
     from kimi_tui.tui.app import WorkbenchScreen
 
     deadline = time.monotonic() + timeout
@@ -21,7 +21,7 @@ async def wait_for_panel(pilot, panel_class, timeout: float = 15.0):
     raise AssertionError(f"{panel_class.__name__} was never built")
 
 
-async def wait_for_all_panels(pilot, timeout: float = 15.0) -> None:
+async def wait_for_all_panels(pilot, timeout: float = 60.0) -> None:
     """Until the workbench has built every panel, so a test never ends mid-build."""
     from kimi_tui.tui.app import PANEL_ORDER
     from kimi_tui.tui.panel import Panel
@@ -36,7 +36,7 @@ async def wait_for_all_panels(pilot, timeout: float = 15.0) -> None:
         await pilot.pause(0.05)
 
 
-async def wait_for(pilot, condition, timeout: float = 5.0) -> None:
+async def wait_for(pilot, condition, timeout: float = 30.0) -> None:
     """Until ``condition()`` holds, pausing the app between checks."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -57,7 +57,9 @@ class WorkerError(Exception):
 
 
 def say(message: str) -> None:
-    print(message, flush=True)
+    """A log line, from torchrun's rank 0 only: every rank would print the same line (errors are not said)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message, flush=True)
 
 
 # ---------------------------------------------------------------------------

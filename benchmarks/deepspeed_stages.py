@@ -19,11 +19,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from gpu_sampling import GpuSampler  # noqa: E402
 from multi_gpu import KIMI, configure  # noqa: E402
 
 from kimi_tui.gpu import read_gpus  # noqa: E402
@@ -41,34 +41,18 @@ SETUPS = {
 
 def train(project: Path, setup: dict) -> dict:
     configure(project, **setup)
-    samples: list = []
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            samples.append(read_gpus())
-            time.sleep(0.25)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
     began = time.perf_counter()
-    proc = subprocess.run(KIMI + ["run", "train", "--project", str(project), "--wait"], capture_output=True, text=True)
+    with GpuSampler() as sampler:
+        proc = subprocess.run(KIMI + ["run", "train", "--project", str(project), "--wait"], capture_output=True, text=True)
     wall = time.perf_counter() - began
-    done.set()
-    thread.join()
     run_dir = sorted((project / "runs").glob("*-train"))[-1]
     log = (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"train failed with {setup}:\n{log[-3000:]}")
-    peak: dict[int, int] = {}
-    for snap in samples:
-        for gpu in snap.gpus:
-            if gpu.processes:
-                peak[gpu.index] = max(peak.get(gpu.index, 0), sum(p.used_bytes or 0 for p in gpu.processes))
     meta = json.loads((project / "training" / "final" / "kimi_tui_model.json").read_text())
     loss = re.findall(r"train finished: \d+ steps in [\d.]+ s, mean loss ([\d.]+)", log)
     return {"wall_s": wall, "runtime_s": meta.get("train_seconds"), "steps": meta.get("step"),
-            "loss": float(loss[-1]) if loss else None, "peak_mib": {i: m / 2**20 for i, m in peak.items()}}
+            "loss": float(loss[-1]) if loss else None, "peak_mib": sampler.peak_mib_per_gpu()}
 
 
 def main() -> int:

@@ -17,9 +17,10 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from gpu_sampling import GpuSampler
 
 from kimi_tui.gpu import read_gpus
 
@@ -38,21 +39,11 @@ def main() -> int:
         cfg.write_text(re.sub(r"^bf16 = .*$", "bf16 = true", cfg.read_text(), flags=re.M))
     first = read_gpus()
     print("GPUs:", "; ".join(f"{g.index}: {g.name} {g.memory_total / 2**30:.1f} GiB" for g in first.gpus) or first.reason)
-    samples: list[tuple[float, object]] = []
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            samples.append((time.time(), read_gpus()))
-            time.sleep(0.25)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
     start = time.perf_counter()
-    proc = subprocess.run(kimi + ["run", "all", "--project", str(project), "--wait"], capture_output=True, text=True)
+    with GpuSampler() as sampler:
+        proc = subprocess.run(kimi + ["run", "all", "--project", str(project), "--wait"], capture_output=True, text=True)
     total = time.perf_counter() - start
-    done.set()
-    thread.join()
+    samples = sampler.samples
     if proc.returncode != 0:
         print(proc.stdout[-4000:], proc.stderr[-2000:])
         return 1

@@ -18,9 +18,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from gpu_sampling import GpuSampler
 
 from kimi_tui.gpu import read_gpus
 
@@ -46,30 +47,14 @@ def run_pipeline(base: Path, gpus: int, epochs: int) -> dict:
                           "eval.checkpoints": "last", "eval.include_base": False})
     results = {}
     for stage in ("prepare", "extract", "convert", "train", "evaluate"):
-        samples: list = []
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                samples.append(read_gpus())
-                time.sleep(0.25)
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
         began = time.perf_counter()
-        proc = subprocess.run(KIMI + ["run", stage, "--project", str(project), "--wait"], capture_output=True, text=True)
+        with GpuSampler() as sampler:
+            proc = subprocess.run(KIMI + ["run", stage, "--project", str(project), "--wait"], capture_output=True, text=True)
         wall = time.perf_counter() - began
-        done.set()
-        thread.join()
         if proc.returncode != 0:
             raise SystemExit(f"{stage} on {gpus} GPU(s) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-        peak: dict[int, int] = {}
-        for snap in samples:
-            for gpu in snap.gpus:
-                used = sum(p.used_bytes or 0 for p in gpu.processes)
-                if gpu.processes:
-                    peak[gpu.index] = max(peak.get(gpu.index, 0), used)
-        results[stage] = {"wall_s": wall, "gpus_used": sorted(peak), "peak_mib": {i: m / 2**20 for i, m in peak.items()}}
+        peak = sampler.peak_mib_per_gpu()
+        results[stage] = {"wall_s": wall, "gpus_used": sorted(peak), "peak_mib": peak}
         if stage == "train":
             meta = json.loads((project / "training" / "final" / "kimi_tui_model.json").read_text())
             results[stage]["steps"] = meta.get("step")

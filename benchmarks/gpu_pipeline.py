@@ -23,6 +23,7 @@ from pathlib import Path
 from gpu_sampling import GpuSampler
 
 from kimi_tui.gpu import read_gpus
+from kimi_tui.runs import list_runs
 
 
 def main() -> int:
@@ -48,7 +49,8 @@ def main() -> int:
         print(proc.stdout[-4000:], proc.stderr[-2000:])
         return 1
     print(f"{'stage':9} {'device':7} {'wall s':>7} {'worker peak MiB':>16} {'GPU used peak MiB':>18}")
-    for run_dir in sorted((project / "runs").iterdir()):
+    for run in list_runs(project / "runs"):  # run folders only (runs/.lock is the project lock)
+        run_dir = run.path
         status = json.loads((run_dir / "status.json").read_text())
         if status["stage"] == "all":
             continue

@@ -11,7 +11,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Footer, Input, OptionList, Static
 from textual.worker import Worker, WorkerState
 
-from tui_helpers import wait_for
+from tui_helpers import wait_for, wait_for_panel
 from kimi_tui.config import load_config
 from kimi_tui.engines.whisper import WhisperEngine
 from kimi_tui.project import Project, init_project
@@ -92,13 +92,17 @@ async def settle(pilot, panel: ConfigPanel) -> None:
     await pilot.pause(0.05)
 
 
+async def open_config_panel(pilot) -> ConfigPanel:
+    """The workbench's key 2, as a user opens the panel; it is built on first show."""
+    await wait_for(pilot, lambda: bool(pilot.app.screen.query("TabbedContent")))
+    await pilot.press("2")
+    return await wait_for_panel(pilot, ConfigPanel)
+
+
 async def test_epochs_and_save_steps_show_the_lint_error_and_change_the_train_command(project: Project) -> None:
     app = KimiTuiApp(project.root)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: bool(app.screen.query("TabbedContent")))
-        await pilot.press("2")
-        await wait_for(pilot, lambda: bool(app.screen.query(ConfigPanel)))
-        panel = app.screen.query_one(ConfigPanel)
+        panel = await open_config_panel(pilot)
         await settle(pilot, panel)
         command = panel.query_one("#config-command-text", Static)
         assert "--epochs 200" in text_of(command)
@@ -279,10 +283,7 @@ async def test_a_kimi_audio_project_shows_its_fields_the_preflight_and_the_comma
     project = kimi_project(tmp_path, **{"train.save_steps": 1000})
     app = KimiTuiApp(project.root)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: bool(app.screen.query("TabbedContent")))
-        await pilot.press("2")
-        await wait_for(pilot, lambda: bool(app.screen.query(ConfigPanel)))
-        panel = app.screen.query_one(ConfigPanel)
+        panel = await open_config_panel(pilot)
         # The first preflight probes the interpreter in a subprocess (it imports torch): seconds, off the UI thread.
         await wait_for(pilot, lambda: "kimi_audio.python" in findings_text(panel), timeout=90)
         shown = findings_text(panel)

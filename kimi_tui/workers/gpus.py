@@ -9,6 +9,7 @@ the kimi-audio worker runs under the user's own interpreter.
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _visible() -> list[str]:
@@ -37,8 +38,6 @@ def end_process_group() -> None:
     torchrun then reports the whole finished run as failed (seen in CI with two CPU ranks).
     The barrier first, so no rank tears down while another is still saving the final model.
     """
-    import sys
-
     dist = sys.modules.get("torch.distributed")
     if dist is None or not dist.is_available() or not dist.is_initialized():
         return
@@ -61,8 +60,6 @@ def exit_rank(code: int) -> None:
     """
     if "LOCAL_RANK" not in os.environ:
         raise SystemExit(code)
-    import sys
-
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

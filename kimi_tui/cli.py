@@ -232,6 +232,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "offload_optimizer": args.offload_optimizer or None, "offload_param": args.offload_param or None,
         "output_dir": args.output,
     }
+    bf16 = True  # what the official recipe trains in; a project says its own
     if args.project:
         from kimi_tui.lint import count_training_samples
         from kimi_tui.project import Project
@@ -248,6 +249,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             "output_dir": str(project.training_dir),
         }
         values = {k: (v if v is not None else from_project.get(k)) for k, v in values.items()}
+        bf16 = t.bf16
         ka = project.config.kimi_audio
         args.checkout = args.checkout or (str(project.path(ka.checkout)) if ka.checkout else None)
         args.base_model = args.base_model or (str(project.path(ka.base_model)) if ka.base_model else None)
@@ -277,7 +279,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         method=args.method, zero_stage=values["zero_stage"], offload_optimizer=values["offload_optimizer"],
         offload_param=values["offload_param"], max_audio_tokens=args.tokens,
         output_dir=Path(values["output_dir"]) if values["output_dir"] else None,
-        save_total_limit=values["save_total_limit"], gpu_memory_gb=args.gpu_memory_gb, host_ram=args.host_ram_gb,
+        save_total_limit=values["save_total_limit"], bf16=bf16, gpu_memory_gb=args.gpu_memory_gb,
+        host_ram=args.host_ram_gb,
     )
     if args.json:
         json.dump([dict(level=f.level, field=f.field, message=f.message, fix=f.fix) for f in findings],

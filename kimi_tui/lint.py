@@ -205,7 +205,7 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
     """The kimi-audio engine's settings, then the preflight of the official code (its environment,
     checkout, memory, disk); the schedule and GPU split are checked by the common checks."""
     from kimi_tui.engines.kimi_audio import KimiAudioEngine
-    from kimi_tui.engines.kimi_audio_preflight import preflight
+    from kimi_tui.engines.kimi_audio_preflight import bf16_finding, preflight
 
     cfg = project.config
     ka, t, ds = cfg.kimi_audio, cfg.train, cfg.deepspeed
@@ -222,6 +222,8 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
             f"Set batch_size = 1 and gradient_accumulation_steps = {t.batch_size * t.gradient_accumulation_steps} "
             "for the same effective batch.",
         ))
+    if (finding := bf16_finding(t.bf16)) is not None:
+        out.append(finding)
     engine = KimiAudioEngine()
     paths: dict[str, Path | None] = {}
     for key, what in (("checkout", "your clone of MoonshotAI/Kimi-Audio (git clone --recursive)"),
@@ -250,9 +252,10 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
         num_gpus=t.num_gpus * t.num_nodes, method=ka.method, zero_stage=ds.stage if ds.enabled else 0,
         offload_optimizer=ds.enabled and ds.offload_optimizer, offload_param=ds.enabled and ds.offload_param,
         max_audio_tokens=ka.max_audio_tokens, output_dir=project.training_dir, save_total_limit=t.save_total_limit,
-        probe=_cached_probe(python),
+        bf16=t.bf16, probe=_cached_probe(python),
     ):
-        if (finding.field == "train.save_steps" and "not known" in finding.message) or finding.field == "train.batch_size":
+        if ((finding.field == "train.save_steps" and "not known" in finding.message)
+                or finding.field in ("train.batch_size", "train.bf16")):
             continue  # checked above, and the common schedule check counts the samples itself
         if finding.field in _ENVIRONMENT_FIELDS:
             finding = Lint(finding.level, "kimi_audio.python", finding.message, finding.fix)
@@ -467,8 +470,10 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
     t = cfg.train
     device = cfg.engine.device
     tiny = cfg.engine.name == "whisper" and cfg.engine.model == "tiny"
+    # bf16 = false is advised only where fp32 can train: the kimi-audio engine's Whisper runs in bf16 only.
+    fp32_trains = cfg.engine.name != "kimi-audio"
 
-    if t.bf16 and device == "cpu":
+    if t.bf16 and device == "cpu" and fp32_trains:
         out.append(Lint(
             "warning", "train.bf16", 'bf16 = true with engine.device = "cpu": bfloat16 on a CPU is slow or unsupported.',
             'Set bf16 = false, or engine.device = "cuda" on a GPU that supports bfloat16.',
@@ -536,7 +541,7 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
                 "warning", "train.num_gpus", f"num_gpus = {t.num_gpus} but no GPU is visible here ({gpus.reason}).",
                 "Set train.num_gpus = 1, or run on the GPU machine.",
             ))
-        if t.bf16 and device != "cpu":
+        if t.bf16 and device != "cpu" and fp32_trains:
             out.append(Lint(
                 "warning", "train.bf16", f"bf16 = true but no GPU is visible here ({gpus.reason}).",
                 "Set bf16 = false when training on a CPU.",

@@ -27,6 +27,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "The bundled sample's schedule: a tiny model built from the transcripts memorises the nine "
         "sample clips to 0% training CER in about 20 s on a 2-core CPU. For trying the pipeline.",
         {
+            "engine.name": "whisper",  # the tiny model is the whisper engine's; kimi-audio trains in bf16 only
             "engine.model": "tiny",
             **{f"train.{key}": value for key, value in TINY_SCHEDULE.items()},
             "train.save_steps": "auto",

@@ -50,6 +50,7 @@ def kimi_project(where: Path, **settings) -> Project:
         "train.learning_rate": 1e-2,
         "train.gradient_accumulation_steps": 1,
         "train.batch_size": 1,
+        "train.bf16": True,  # the official Whisper encoder runs in bf16 only
         "train.save_steps": "auto",
         "eval.max_new_tokens": 12,
         **settings,

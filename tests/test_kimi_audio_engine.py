@@ -152,6 +152,24 @@ def test_the_train_plan_uses_the_schedule_kimi_tui_computed_and_refuses_what_can
         plan(configure(project, train__save_steps="auto", data__max_duration_s=60.0), "prepare")
 
 
+def test_fp32_training_is_refused_by_the_lint_and_the_train_plan_and_never_advised(project):
+    """The official Whisper encoder casts its input to bf16: fp32 training crashes in its first convolution."""
+    from kimi_tui.gpu import GpuSnapshot
+
+    fake_features(project, 9)
+    fp32 = configure(project, train__bf16=False)
+    [finding] = [f for f in lint_project(fp32) if f.field == "train.bf16"]
+    assert finding.level == "error" and "c10::BFloat16" in finding.message and "bf16 = true" in finding.fix
+    with pytest.raises(KimiTuiError, match=r"\[train\] bf16 = false: the official Whisper encoder.*bf16 = true"):
+        plan(fp32, "train")
+    for device in ("cpu", "auto"):
+        bf16 = configure(project, train__bf16=True, engine__device=device)
+        for gpus in (None, GpuSnapshot(False, "no NVIDIA GPU")):
+            findings = lint_project(bf16, gpus=gpus)
+            assert [f for f in findings if f.field == "train.bf16" or "bf16 = false" in f.fix] == [], findings
+    assert "--bf16" in plan(bf16, "train").argv
+
+
 def test_multi_gpu_deepspeed_and_multi_node_plans_go_through_torchrun(project):
     fake_features(project, 400)
     p = configure(project, train__num_gpus=4, deepspeed__enabled=True, deepspeed__stage=3,

@@ -118,6 +118,13 @@ def test_more_gpus_than_samples_is_an_error_and_micro_batch_must_be_one(tmp_path
     assert by(findings, "error", "train.num_gpus") and by(findings, "error", "train.batch_size")
 
 
+def test_fp32_training_is_an_error_naming_the_official_whisper_and_the_fix(tmp_path):
+    findings = preflight(python=fake_python(tmp_path), bf16=False, **HEALTHY_ARGS)
+    (f,) = by(findings, "error", "train.bf16")
+    assert "WhisperEncoder" in f.message and "c10::BFloat16" in f.message and "bf16 = true" in f.fix
+    assert not by(preflight(python=fake_python(tmp_path), **HEALTHY_ARGS), field="train.bf16")
+
+
 # --- seed failures 4 and 5: ZeRO-3 out of memory on one GPU; offload fits but crawls ---------------
 
 def test_zero3_on_one_95_gb_gpu_runs_out_of_memory_and_names_what_fits(tmp_path):

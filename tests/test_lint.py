@@ -217,6 +217,15 @@ def test_preset_changes_lists_only_what_differs_and_unknown_names_are_errors() -
                             "kimi-audio-lora-1gpu", "kimi-audio-zero3-8gpu"}
 
 
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_no_preset_leaves_the_kimi_audio_engine_training_in_fp32(name: str) -> None:
+    """kimi-audio trains in bf16 only (the official Whisper encoder casts to it): a preset that turns bf16
+    off also moves to the whisper engine, whose tiny model it is."""
+    kimi = set_field(set_field(ProjectConfig(), "engine.name", "kimi-audio"), "train.bf16", True)
+    config = apply_preset(kimi, name)
+    assert config.engine.name != "kimi-audio" or config.train.bf16, name
+
+
 @pytest.mark.parametrize("preset, gpus", [("kimi-audio-lora-1gpu", 1), ("kimi-audio-zero3-8gpu", 8)])
 def test_the_kimi_audio_presets_fit_their_80_gb_gpus_with_128_gb_of_host_ram(preset: str, gpus: int) -> None:
     from kimi_tui.engines.kimi_audio_preflight import preflight

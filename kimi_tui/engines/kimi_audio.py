@@ -206,6 +206,9 @@ class KimiAudioEngine:
             raise KimiTuiError(f"{project.base_model_dir} has no model yet: run the convert stage first")
         cfg = project.config
         t, ka, ds = cfg.train, cfg.kimi_audio, cfg.deepspeed
+        if not t.bf16:
+            from kimi_tui.engines.kimi_audio_preflight import BF16_FIX, BF16_WHY
+            raise KimiTuiError(f"kimi-tui.toml [train] bf16 = false: {BF16_WHY} {BF16_FIX}")
         if t.batch_size != 1:
             raise KimiTuiError(
                 f"kimi-tui.toml [train] batch_size = {t.batch_size}: the official Kimi-Audio model only trains with "

@@ -27,7 +27,8 @@ from kimi_tui import memory
 from kimi_tui.engines import compute_schedule
 from kimi_tui.lint import MIN_SAMPLES_PER_GPU, Lint
 
-__all__ = ["preflight", "probe_interpreter", "PROBE_CODE", "TOKENIZER_FILES", "host_ram_gb"]
+__all__ = ["preflight", "probe_interpreter", "PROBE_CODE", "TOKENIZER_FILES", "host_ram_gb", "BF16_WHY", "BF16_FIX",
+           "bf16_finding"]
 
 _ORDER = {"error": 0, "warning": 1, "note": 2}
 
@@ -42,6 +43,11 @@ GLM4_SUBMODULE = "kimia_infer/models/tokenizer/glm4"
 CHECKPOINT_OPTIMIZER_GB = 12 * memory.PSI / memory.GB
 CHECKPOINT_WEIGHTS_GB = 2 * memory.PSI / memory.GB
 PROBE_TIMEOUT_S = 120.0
+#: Why fp32 training cannot work with the official code, and the fix (the lint and the train plan both say it).
+BF16_WHY = ("the official Whisper encoder (kimia_infer's WhisperEncoder.forward) casts its input to bfloat16 whatever "
+            "the model's dtype, so fp32 training stops in its first convolution with \"Input type (c10::BFloat16) and "
+            "bias type (float) should be the same\".")
+BF16_FIX = "Set train.bf16 = true: the official Whisper encoder always runs in bf16, on a CPU as well."
 
 # The probe runs inside the target interpreter. It is written without import
 # statements at line starts so the boundary test's source scan never mistakes it
@@ -157,6 +163,11 @@ def _gpu_memory_from_nvml() -> tuple[float | None, int | None]:
 
 # ---------------------------------------------------------------------------
 # The checks
+
+
+def bf16_finding(bf16: bool) -> Lint | None:
+    """fp32 training is refused: the official Whisper encoder runs in bf16 only."""
+    return None if bf16 else Lint("error", "train.bf16", "bf16 = false: " + BF16_WHY, BF16_FIX)
 
 
 def _check_interpreter(probe: dict, python: str, checkout: Path | None, method: str, out: list[Lint]) -> None:
@@ -474,6 +485,7 @@ def preflight(
     output_dir: Path | None = None,
     *,
     save_total_limit: int = 10,
+    bf16: bool = True,
     gpu_memory_gb: float | None = None,
     gpus_here: int | None = None,
     host_ram: float | None = None,
@@ -483,7 +495,7 @@ def preflight(
     """Every finding for running the official Kimi-Audio fine-tuning with these settings, errors first.
 
     Defaults are the official ``finetune_ds.sh``'s hard-coded values (5 epochs,
-    save_steps 1000, save_total_limit 10, ZeRO-3 without offload). ``gpu_memory_gb``,
+    save_steps 1000, save_total_limit 10, ZeRO-3 without offload, bf16). ``gpu_memory_gb``,
     ``gpus_here`` and ``host_ram`` override what is read from this machine (NVML
     and /proc/meminfo); ``read_machine=False`` reads neither. ``probe`` is a
     ready :func:`probe_interpreter` answer (tests, or a caller that caches it).
@@ -496,6 +508,8 @@ def preflight(
         probe = probe_interpreter(exe)
     _check_interpreter(probe, exe, checkout, method, out)
     _check_checkout(checkout, base_model, out)
+    if (finding := bf16_finding(bf16)) is not None:
+        out.append(finding)
     sched = _check_schedule(n_samples, epochs, batch_size, grad_accum, save_steps, num_gpus, save_total_limit, out)
     if gpu_memory_gb is None and read_machine:
         gpu_memory_gb, found = _gpu_memory_from_nvml()

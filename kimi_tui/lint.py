@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from kimi_tui.checkpoints import CHECKPOINT_RE, WEIGHT_FILES
-from kimi_tui.engines import compute_schedule
+from kimi_tui.engines import compute_schedule, processes
 from kimi_tui.errors import KimiTuiError
 
 if TYPE_CHECKING:  # only for type hints: lint never reads NVML itself
@@ -328,7 +328,8 @@ def _check_schedule(project: "Project", n: int | None, where: str, out: list[Lin
     )
     total = sched.total_steps
     how = (
-        f"{n} samples in {where} / (batch {t.batch_size} x {t.num_gpus} GPU) / accumulation "
+        f"{n} samples in {where} / (batch {t.batch_size} x {processes(t.num_gpus, project.config.engine.device)}) "
+        f"/ accumulation "
         f"{t.gradient_accumulation_steps} = {sched.steps_per_epoch} per epoch, x {_plural(t.epochs, 'epoch')}"
     )
     during = [s for s in sched.checkpoint_steps if s < total]
@@ -536,7 +537,7 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
                 "warning", "engine.device", f'device = "cuda" but no GPU is visible here ({gpus.reason}).',
                 'Run on a machine with an NVIDIA GPU, or set engine.device = "auto" to fall back to the CPU.',
             ))
-        if t.num_gpus > 1:
+        if t.num_gpus > 1 and device != "cpu":  # on the CPU num_gpus counts gloo processes
             out.append(Lint(
                 "warning", "train.num_gpus", f"num_gpus = {t.num_gpus} but no GPU is visible here ({gpus.reason}).",
                 "Set train.num_gpus = 1, or run on the GPU machine.",

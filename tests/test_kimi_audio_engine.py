@@ -170,9 +170,27 @@ def test_fp32_training_is_refused_by_the_lint_and_the_train_plan_and_never_advis
     assert "--bf16" in plan(bf16, "train").argv
 
 
+@pytest.mark.parametrize("engine", ["kimi-audio", "whisper"])
+def test_the_train_plan_names_the_cpu_when_the_device_is_the_cpu(project, engine):
+    fake_features(project, 9)
+    project.train_jsonl.parent.mkdir(parents=True, exist_ok=True)
+    project.train_jsonl.write_text("{}\n" * 9)
+    plan_of = lambda p: get_engine(engine).plan("train", p)  # noqa: E731
+    one = configure(project, engine__name=engine, engine__device="cpu")
+    assert " on the CPU" in plan_of(one).description and "GPU" not in plan_of(one).shell_script()
+    two = configure(one, train__num_gpus=2, deepspeed__enabled=True, kimi_audio__method="full")
+    assert " on 2 CPU processes" in plan_of(two).description and "GPU" not in plan_of(two).description
+    assert " on 2 GPUs" in plan_of(configure(two, engine__device="cuda")).description
+    assert " on 1 GPU or the CPU" in plan_of(configure(one, engine__device="auto")).description
+    with pytest.raises(KimiTuiError, match=r"accumulation 1 on the CPU, 3 epochs"):
+        plan_of(configure(one, train__save_steps=1000))
+    [schedule] = [f for f in lint_project(configure(one, train__save_steps=1000)) if f.field == "train.save_steps"]
+    assert "x 1 CPU process)" in schedule.message and "GPU" not in schedule.message
+
+
 def test_multi_gpu_deepspeed_and_multi_node_plans_go_through_torchrun(project):
     fake_features(project, 400)
-    p = configure(project, train__num_gpus=4, deepspeed__enabled=True, deepspeed__stage=3,
+    p = configure(project, engine__device="cuda", train__num_gpus=4, deepspeed__enabled=True, deepspeed__stage=3,
                   deepspeed__offload_optimizer=True, kimi_audio__method="full")
     argv = plan(p, "train").argv
     assert argv[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node", "4"]

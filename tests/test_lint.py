@@ -180,7 +180,8 @@ def test_eval_checkpoints_that_the_schedule_never_saves_warn(sample: Project) ->
 def test_every_finding_names_a_real_setting_and_a_fix(sample: Project) -> None:
     fields = {f"{t}.{k}" for t, s in ProjectConfig.model_fields.items() for k in s.annotation.model_fields}
     bad = seed_case(sample, train__num_gpus="8", train__warmup_ratio="0.7", train__bf16="true",
-                    engine__device="cpu", deepspeed__enabled="true", data__test_csv="nope.csv")
+                    engine__device="cpu", deepspeed__enabled="true", data__test_csv="nope.csv",
+                    train__logging_steps="1000")
     findings = lint_project(bad, gpus=GpuSnapshot(False, "none"))
     assert len(findings) >= 6
     for finding in findings:

@@ -77,15 +77,31 @@ def count_lines(path) -> int:
         return sum(1 for line in fh if line.strip())
 
 
-def require_checkpoints(sched: Schedule, train) -> None:
+def processes(n: int, device: str) -> str:
+    """n training processes of one machine, for a plan's arithmetic: "2 GPUs", or "2 CPU processes" when
+    engine.device = "cpu" (torchrun then starts gloo ranks and no GPU is used)."""
+    if device == "cpu":
+        return f"{n} CPU process{'es' if n > 1 else ''}"
+    return f"{n} GPU{'s' if n > 1 else ''}"
+
+
+def trains_on(train, device: str) -> str:
+    """Where a train stage runs, as every engine's plan says it: "2 GPUs x 3 machines", "the CPU", ..."""
+    if train.num_gpus == 1 and device != "cuda":
+        where = "the CPU" if device == "cpu" else "1 GPU or the CPU"  # "auto": a GPU when the worker sees one
+    else:
+        where = processes(train.num_gpus, device)
+    return where + (f" x {train.num_nodes} machines" if train.num_nodes > 1 else "")
+
+
+def require_checkpoints(sched: Schedule, train, device: str = "auto") -> None:
     """Refuse a train plan whose save_steps would save nothing before the end (the seed's 1000 on 30 steps)."""
     if len(sched.checkpoint_steps) >= 2:
         return
-    gpus = train.num_gpus * train.num_nodes
     raise KimiTuiError(
         f"kimi-tui.toml [train] save_steps = {train.save_steps}: the run has {sched.total_steps} optimizer "
         f"steps ({sched.n_samples} samples, batch {train.batch_size} x accumulation "
-        f"{train.gradient_accumulation_steps} x {gpus} GPU{'s' if gpus > 1 else ''}, {train.epochs} epochs), so no "
+        f"{train.gradient_accumulation_steps} on {trains_on(train, device)}, {train.epochs} epochs), so no "
         f"checkpoint would be saved before the end of training. Set save_steps = \"auto\" "
         f"or at most {max(1, sched.total_steps // 2)}, or train for more epochs."
     )

@@ -31,6 +31,7 @@ from kimi_tui.engines import (
     schedule_args,
     scoring_args,
     torchrun,
+    trains_on,
 )
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.fsutil import atomic_write_text
@@ -215,7 +216,7 @@ class KimiAudioEngine:
                 "a micro batch of 1. Set batch_size = 1 and raise gradient_accumulation_steps instead."
             )
         sched = self.schedule(project)
-        require_checkpoints(sched, t)
+        require_checkpoints(sched, t, cfg.engine.device)
         checkout = self.checkout(project)
         python = self.python(project)
         distributed = t.num_gpus > 1 or t.num_nodes > 1 or ds.enabled
@@ -250,7 +251,7 @@ class KimiAudioEngine:
             if not complete:
                 raise KimiTuiError(f"--resume: {project.training_dir} has no complete checkpoint to resume from")
             argv += ["--resume-from", str(complete[-1].path)]
-        where = f"{t.num_gpus} GPU{'s' if t.num_gpus > 1 else ''}" + (f" x {t.num_nodes} machines" if t.num_nodes > 1 else "")
+        where = trains_on(t, cfg.engine.device)
         how = "LoRA" if ka.method == "lora" else "full fine-tuning"
         if ds.enabled:
             how += f", DeepSpeed ZeRO-{ds.stage}" + (" + optimizer offload" if ds.offload_optimizer else "") + (

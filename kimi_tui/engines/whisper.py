@@ -22,6 +22,7 @@ from kimi_tui.engines import (
     schedule_args,
     scoring_args,
     torchrun,
+    trains_on,
 )
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.project import Project
@@ -107,7 +108,7 @@ class WhisperEngine:
             raise KimiTuiError(f"{project.base_model_dir} has no model yet: run the convert stage first")
         t = project.config.train
         sched = self.schedule(project)
-        require_checkpoints(sched, t)
+        require_checkpoints(sched, t, project.config.engine.device)
         args = [
             "--model", str(project.base_model_dir),
             "--features", str(project.features_dir),
@@ -128,8 +129,7 @@ class WhisperEngine:
             args += ["--offload-param"] if ds.offload_param and ds.stage == 3 else []
             how = f"DeepSpeed ZeRO-{ds.stage}" + (" + optimizer offload" if ds.offload_optimizer else "") + (
                 " + parameter offload" if ds.offload_param and ds.stage == 3 else "") + ": "
-        where = f" on {t.num_gpus} GPUs" if t.num_gpus > 1 else ""
-        where += f" x {t.num_nodes} machines" if t.num_nodes > 1 else ""
+        where = " on " + trains_on(t, project.config.engine.device)
         plan = self._plan(
             project, "train", args, inputs=[str(project.base_model_dir), str(project.features_dir)],
             outputs=[str(project.training_dir)],

@@ -233,6 +233,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "output_dir": args.output,
     }
     bf16 = True  # what the official recipe trains in; a project says its own
+    whisper = None  # the base model's whisper-large-v3/ unless the project names one
     if args.project:
         from kimi_tui.lint import count_training_samples
         from kimi_tui.project import Project
@@ -253,6 +254,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ka = project.config.kimi_audio
         args.checkout = args.checkout or (str(project.path(ka.checkout)) if ka.checkout else None)
         args.base_model = args.base_model or (str(project.path(ka.base_model)) if ka.base_model else None)
+        whisper = project.path(ka.whisper) if ka.whisper else None
         if not args.python and ka.python:
             from kimi_tui.engines.kimi_audio import KimiAudioEngine
 
@@ -280,7 +282,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         offload_param=values["offload_param"], max_audio_tokens=args.tokens,
         output_dir=Path(values["output_dir"]) if values["output_dir"] else None,
         save_total_limit=values["save_total_limit"], bf16=bf16, gpu_memory_gb=args.gpu_memory_gb,
-        host_ram=args.host_ram_gb,
+        host_ram=args.host_ram_gb, whisper=whisper,
     )
     if args.json:
         json.dump([dict(level=f.level, field=f.field, message=f.message, fix=f.fix) for f in findings],

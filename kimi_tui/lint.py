@@ -236,8 +236,9 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
             out.append(Lint("error", f"kimi_audio.{key}", str(exc).split(": ", 1)[-1], f"Set it to {what}."))
     for key in ("glm4_tokenizer", "whisper"):
         try:
-            engine._folder(project, key, required=False)
+            paths[key] = engine._folder(project, key, required=False)
         except KimiTuiError as exc:
+            paths[key] = None
             out.append(Lint("error", f"kimi_audio.{key}", str(exc).split(": ", 1)[-1],
                             'Give the folder\'s path, or "" to use the Hugging Face cache.'))
     try:
@@ -252,7 +253,7 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
         num_gpus=t.num_gpus * t.num_nodes, method=ka.method, zero_stage=ds.stage if ds.enabled else 0,
         offload_optimizer=ds.enabled and ds.offload_optimizer, offload_param=ds.enabled and ds.offload_param,
         max_audio_tokens=ka.max_audio_tokens, output_dir=project.training_dir, save_total_limit=t.save_total_limit,
-        bf16=t.bf16, probe=_cached_probe(python),
+        bf16=t.bf16, probe=_cached_probe(python), whisper=paths["whisper"],
     ):
         if ((finding.field == "train.save_steps" and "not known" in finding.message)
                 or finding.field in ("train.batch_size", "train.bf16")):

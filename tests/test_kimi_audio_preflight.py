@@ -271,3 +271,59 @@ def test_the_seeds_setup_names_all_five_failures_before_the_run_and_proposes_lor
     assert "out of memory" in fallback.message  # 4: ZeRO-3 on the one GPU the data calls for
     assert "offload" in fallback.message and "17x slower" in fallback.message  # 5: the slow offload fix
     assert "LoRA" in fallback.fix  # a setup that fits one 80 GB GPU and 128 GB of host RAM
+
+
+# --- memory sized from the configured base model, not always 7 B -----------------------------------
+
+TINY_LM = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, kimia_mimo_layers=1,
+               num_attention_heads=4, num_key_value_heads=2, vocab_size=1000)
+TINY_WHISPER = dict(encoder_layers=1, d_model=8, encoder_ffn_dim=16, num_mel_bins=4, max_source_positions=10)
+
+
+def tiny_base_model(root: Path, whisper: bool = True) -> Path:
+    base = make_base_model(root)
+    (base / "config.json").write_text(json.dumps(TINY_LM), encoding="utf-8")
+    if whisper:
+        (base / "whisper-large-v3").mkdir()
+        (base / "whisper-large-v3" / "config.json").write_text(json.dumps(TINY_WHISPER), encoding="utf-8")
+    return base
+
+
+def test_doctor_sizes_memory_from_the_projects_base_model_config(tmp_path):
+    from kimi_tui.config import save_config, set_field
+    from kimi_tui.project import Project, init_project
+
+    project = init_project(tmp_path / "p", sample=True)
+    config = project.config
+    for key, value in (("engine.name", "kimi-audio"), ("train.bf16", True), ("kimi_audio.method", "full"),
+                       ("deepspeed.enabled", True), ("deepspeed.stage", 3), ("train.save_steps", "auto"),
+                       ("kimi_audio.base_model", str(tiny_base_model(tmp_path / "base")))):
+        config = set_field(config, key, value)
+    save_config(project.config_path, config)
+    common = ["--project", str(project.root), "--python", fake_python(tmp_path), "--gpu-memory-gb", "24",
+              "--host-ram-gb", "32", "--json"]
+    found = json.loads(doctor(*common).stdout)
+    summary = next(f for f in found if f["field"] == "deepspeed.stage" and f["level"] == "note")
+    assert "~2 GB per GPU, ~0 GB host RAM" in summary["message"], summary  # 1.5 GB is the CUDA runtime
+    assert not [f for f in found if f["level"] == "error" and f["field"].startswith("deepspeed.")], found
+    assert not [f for f in found if f["field"] == "kimi_audio.base_model"], found
+
+    (tmp_path / "base" / "config.json").unlink()  # unreadable: the published 7 B, said so
+    found = json.loads(doctor(*common).stdout)
+    [note] = [f for f in found if f["field"] == "kimi_audio.base_model" and f["level"] == "note"]
+    assert "does not exist" in note["message"] and "published Kimi-Audio-7B (10.40 B parameters)" in note["message"]
+    assert [f for f in found if f["level"] == "error" and f["field"] == "deepspeed.stage"]  # 7 B: ~190 GB per GPU
+
+
+def test_the_disk_check_and_the_fallback_use_the_base_models_size(tmp_path, monkeypatch):
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(kp.shutil, "disk_usage", lambda path: Usage(10**13, 0, 10**9))  # 1 GB free
+    args = {**HEALTHY_ARGS, "method": "full", "zero_stage": 3, "output_dir": tmp_path / "out"}
+    tiny = preflight(python=fake_python(tmp_path), base_model=tiny_base_model(tmp_path / "base"), **args)
+    assert not by(tiny, "error", "train.save_total_limit") and not by(tiny, field="kimi_audio.base_model"), tiny
+    no_whisper = preflight(python=fake_python(tmp_path), base_model=tiny_base_model(tmp_path / "lm", whisper=False),
+                           **args)
+    [note] = by(no_whisper, "note", "kimi_audio.base_model")
+    assert "Whisper-large-v3" in note.message  # no whisper-large-v3/config.json: the encoder is sized at full size
+    assert by(no_whisper, "error", "train.save_total_limit")  # 0.64 B of Whisper: ~9 GB a checkpoint
+    assert by(preflight(python=fake_python(tmp_path), **args), "error", "train.save_total_limit")

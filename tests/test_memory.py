@@ -63,3 +63,64 @@ def test_bad_arguments_raise() -> None:
         estimate("qlora", 3)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         estimate("full", 1)
+
+
+# ---------------------------------------------------------------------------- sized from the model's config
+
+
+def test_the_parameter_count_is_exactly_the_published_kimi_audio_7b() -> None:
+    from kimi_tui.memory import KIMI_AUDIO_7B, PSI, parameters
+
+    assert KIMI_AUDIO_7B.lm_parameters == 9_766_334_464  # with its 6 MIMO layers
+    assert KIMI_AUDIO_7B.whisper_parameters == 636_968_960  # the Whisper-large-v3 encoder
+    assert parameters() == PSI == 10_403_303_424
+
+
+def write_config(folder, **values) -> None:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(values), encoding="utf-8")
+
+
+TINY_LM = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, kimia_mimo_layers=1,
+               num_attention_heads=4, num_key_value_heads=2, vocab_size=1000, kimia_adaptor_input_dim=32)
+TINY_WHISPER = dict(encoder_layers=1, d_model=8, encoder_ffn_dim=16, num_mel_bins=4, max_source_positions=10)
+
+
+def test_a_base_model_folder_is_sized_from_its_config_json(tmp_path) -> None:
+    from kimi_tui.memory import architecture_of, parameters
+
+    write_config(tmp_path / "base", **TINY_LM)
+    write_config(tmp_path / "base" / "whisper-large-v3", **TINY_WHISPER)
+    arch, notes = architecture_of(tmp_path / "base")
+    assert notes == []
+    h, i, v, kv = 64, 128, 1000, 32
+    layer = (h * h + h) + 2 * (h * kv + kv) + h * h + 3 * h * i + 2 * h
+    lm = v * h + 3 * layer + 2 * h + 2 * v * h + (32 * h + h) + (h * h + h) + 2 * h
+    d, f = 8, 16
+    whisper = (4 * d * 3 + d) + (d * d * 3 + d) + 10 * d + (4 * d * d + 3 * d + 2 * d + d * f + f + f * d + d + 2 * d) + 2 * d
+    assert parameters(arch) == lm + whisper
+    est = estimate("full", 3, arch=arch)
+    assert est.model_states_gb < 0.01 and est.host_ram_gb < 0.01 and est.activations_gb < 0.05
+    assert any(str(tmp_path / "base") in n for n in est.notes)
+    from kimi_tui.memory import SETUPS
+
+    assert setups_that_fit(4, 1, 4, 500, arch) == list(SETUPS)  # a 4 GB GPU trains it every way
+    assert setups_that_fit(4, 1, 4, 500) == []  # where 7 B fits no way
+
+
+def test_a_missing_or_unreadable_config_falls_back_to_the_published_size_and_says_so(tmp_path) -> None:
+    from kimi_tui.memory import KIMI_AUDIO_7B, architecture_of
+
+    arch, [note] = architecture_of(tmp_path / "nowhere")
+    assert arch == KIMI_AUDIO_7B and "does not exist" in note and "published Kimi-Audio-7B" in note
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json", encoding="utf-8")
+    arch, [note] = architecture_of(tmp_path / "broken")
+    assert arch == KIMI_AUDIO_7B and "cannot be read" in note and "10.40 B" in note
+    write_config(tmp_path / "no-whisper", **TINY_LM)
+    arch, [note] = architecture_of(tmp_path / "no-whisper")
+    assert arch.hidden_size == 64 and arch.d_model == KIMI_AUDIO_7B.d_model and "Whisper-large-v3" in note
+    arch, [note] = architecture_of(None)
+    assert arch == KIMI_AUDIO_7B and "no base model given" in note

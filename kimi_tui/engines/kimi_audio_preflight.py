@@ -39,9 +39,6 @@ TRANSFORMERS_PIN = "transformers>=4.46,<5"
 #: Files the export step never writes and inference needs from the base model folder.
 TOKENIZER_FILES = ("tiktoken.model", "tokenizer_config.json", "tokenization_kimia.py", "special_tokens_map.json")
 GLM4_SUBMODULE = "kimia_infer/models/tokenizer/glm4"
-#: Optimizer state of one full checkpoint (fp32 master + Adam m, v: 12 bytes x Psi) and its bf16 weights.
-CHECKPOINT_OPTIMIZER_GB = 12 * memory.PSI / memory.GB
-CHECKPOINT_WEIGHTS_GB = 2 * memory.PSI / memory.GB
 PROBE_TIMEOUT_S = 120.0
 #: Why fp32 training cannot work with the official code, and the fix (the lint and the train plan both say it).
 BF16_WHY = ("the official Whisper encoder (kimia_infer's WhisperEncoder.forward) casts its input to bfloat16 whatever "
@@ -366,6 +363,7 @@ def _check_schedule(
 def _check_memory(
     method: str, zero_stage: int, offload_optimizer: bool, offload_param: bool, num_gpus: int, tokens: int,
     gpu_memory_gb: float | None, n_gpus_here: int | None, ram_gb: float | None, out: list[Lint],
+    arch: memory.Architecture = memory.KIMI_AUDIO_7B,
 ) -> None:
     if method == "full" and zero_stage == 2 and offload_param:
         out.append(Lint(
@@ -373,7 +371,7 @@ def _check_memory(
             "Use --zero-stage 3, or drop --offload-param.",
         ))
     est = memory.estimate(method, zero_stage, offload_optimizer, offload_param,
-                          gpus_per_node=num_gpus, nodes=1, tokens=tokens)
+                          gpus_per_node=num_gpus, nodes=1, tokens=tokens, arch=arch)
     label = memory.Setup(method, zero_stage, offload_optimizer, offload_param).label
     if n_gpus_here is not None and num_gpus > n_gpus_here:
         out.append(Lint(
@@ -388,7 +386,7 @@ def _check_memory(
             "Run doctor on the GPU machine, or pass the GPU size (gpu_memory_gb).",
         ))
         return
-    fits = memory.evaluate_setups(gpu_memory_gb, num_gpus, ram_gb, tokens)
+    fits = memory.evaluate_setups(gpu_memory_gb, num_gpus, ram_gb, tokens, arch)
     ok = [f for f in fits if f.fits]
     alternatives = "; ".join(
         f"{f.setup.label} (~{f.estimate.gpu_gb_per_gpu:.0f} GB/GPU, ~{f.estimate.host_ram_gb:.0f} GB host)"
@@ -432,18 +430,21 @@ def _existing_parent(path: Path) -> Path | None:
     return None
 
 
-def _check_disk(method: str, sched, save_total_limit: int, output_dir: Path | None, out: list[Lint]) -> None:
+def _check_disk(method: str, sched, save_total_limit: int, output_dir: Path | None, out: list[Lint],
+                arch: memory.Architecture = memory.KIMI_AUDIO_7B) -> None:
     if output_dir is None or sched is None:
         return
     n_saves = len(sched.checkpoint_steps)
     kept = min(n_saves, save_total_limit) if save_total_limit > 0 else n_saves
+    # A full checkpoint's optimizer state (fp32 master + Adam m, v: 12 bytes a parameter) and its bf16 weights.
+    optimizer_gb, weights_gb = 12 * memory.parameters(arch) / memory.GB, 2 * memory.parameters(arch) / memory.GB
     if method == "full":
-        per_ckpt = CHECKPOINT_OPTIMIZER_GB + CHECKPOINT_WEIGHTS_GB
-        final = CHECKPOINT_WEIGHTS_GB
-        what = f"~{CHECKPOINT_OPTIMIZER_GB:.0f} GB optimizer state + {CHECKPOINT_WEIGHTS_GB:.0f} GB weights"
+        per_ckpt = optimizer_gb + weights_gb
+        final = weights_gb
+        what = f"~{optimizer_gb:.0f} GB optimizer state + {weights_gb:.0f} GB weights"
     else:
-        per_ckpt = 16 * memory.LORA_ADAPTER_PARAMS / memory.GB
-        final = CHECKPOINT_WEIGHTS_GB
+        per_ckpt = 16 * memory.lora_adapter_params(arch) / memory.GB
+        final = weights_gb
         what = "adapters and their optimizer state"
     need = kept * per_ckpt + final
     anchor = _existing_parent(output_dir.resolve())
@@ -491,6 +492,7 @@ def preflight(
     host_ram: float | None = None,
     probe: dict | None = None,
     read_machine: bool = True,
+    whisper: Path | None = None,
 ) -> list[Lint]:
     """Every finding for running the official Kimi-Audio fine-tuning with these settings, errors first.
 
@@ -498,7 +500,9 @@ def preflight(
     save_steps 1000, save_total_limit 10, ZeRO-3 without offload, bf16). ``gpu_memory_gb``,
     ``gpus_here`` and ``host_ram`` override what is read from this machine (NVML
     and /proc/meminfo); ``read_machine=False`` reads neither. ``probe`` is a
-    ready :func:`probe_interpreter` answer (tests, or a caller that caches it).
+    ready :func:`probe_interpreter` answer (tests, or a caller that caches it). Memory and disk are
+    sized from ``base_model``'s config.json (and ``whisper``'s, default base_model/whisper-large-v3);
+    without one, for the published Kimi-Audio-7B, with a note saying so.
     """
     out: list[Lint] = []
     exe = python or sys.executable
@@ -521,24 +525,30 @@ def preflight(
         gpus_here = gpus_here or len(devices)
     if host_ram is None and read_machine:
         host_ram = host_ram_gb()
+    arch, sizing = memory.architecture_of(base_model, Path(whisper).expanduser() if whisper else None)
+    out.extend(Lint("note", "kimi_audio.base_model", note,
+                    "Point [kimi_audio] base_model (doctor: --base-model) at the model folder holding config.json: "
+                    "the estimates are sized from it.") for note in sizing)
     _check_memory(method, zero_stage, offload_optimizer, offload_param, num_gpus, max_audio_tokens,
-                  gpu_memory_gb, gpus_here, host_ram, out)
+                  gpu_memory_gb, gpus_here, host_ram, out, arch)
     if num_gpus > 1 and gpu_memory_gb is not None and any(f.field == "train.num_gpus" for f in out):
         _check_single_gpu_fallback(method, zero_stage, offload_optimizer, offload_param, max_audio_tokens,
-                                   gpu_memory_gb, host_ram, out)
-    _check_disk(method, sched, save_total_limit, Path(output_dir).expanduser() if output_dir else None, out)
+                                   gpu_memory_gb, host_ram, out, arch)
+    _check_disk(method, sched, save_total_limit, Path(output_dir).expanduser() if output_dir else None, out, arch)
     return sorted(out, key=lambda f: _ORDER[f.level])
 
 
 def _check_single_gpu_fallback(method: str, zero_stage: int, offload_optimizer: bool, offload_param: bool,
-                               tokens: int, gpu_memory_gb: float, ram_gb: float | None, out: list[Lint]) -> None:
+                               tokens: int, gpu_memory_gb: float, ram_gb: float | None, out: list[Lint],
+                               arch: memory.Architecture = memory.KIMI_AUDIO_7B) -> None:
     """The seed's path after the NCCL hang: the same setup on one GPU ran out of memory, and the
     offload that fitted crawled. Say so now, with what does fit one GPU of this size."""
     if method != "full":
         return
-    one = memory.estimate(method, zero_stage, offload_optimizer, offload_param, gpus_per_node=1, nodes=1, tokens=tokens)
-    offload = memory.estimate("full", 3, True, True, gpus_per_node=1, nodes=1, tokens=tokens)
-    fits = [f for f in memory.evaluate_setups(gpu_memory_gb, 1, ram_gb, tokens) if f.fits]
+    one = memory.estimate(method, zero_stage, offload_optimizer, offload_param, gpus_per_node=1, nodes=1, tokens=tokens,
+                          arch=arch)
+    offload = memory.estimate("full", 3, True, True, gpus_per_node=1, nodes=1, tokens=tokens, arch=arch)
+    fits = [f for f in memory.evaluate_setups(gpu_memory_gb, 1, ram_gb, tokens, arch) if f.fits]
     label = memory.Setup(method, zero_stage, offload_optimizer, offload_param).label
     if one.gpu_gb_per_gpu <= gpu_memory_gb:
         return

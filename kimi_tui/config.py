@@ -232,8 +232,19 @@ class KimiAudioSection(_Section):
         ["q_proj", "k_proj", "v_proj", "o_proj"],
         description="Names of the language model's modules that get LoRA adapters.",
     )
+    batching: Literal["kimi-tui", "official"] = Field(
+        "kimi-tui",
+        description='"kimi-tui": [train] batch_size samples per forward, padded with attention masks and\n'
+        "drawn by length, the official loss per sample (equal to the official loop's; see README), Whisper\n"
+        'features computed once per clip when Whisper is frozen (LoRA). "official": the official micro-batch 1 loop.',
+    )
     max_audio_tokens: int = Field(
         500, ge=1, description="Longest sample in tokens, for the memory estimate (a 30 s clip is ~400)."
+    )
+    convert_bf16: bool = Field(
+        False,
+        description="Write the converted model in bfloat16: ~21 GB instead of ~42 GB, no fp32 copy in memory.\n"
+        "LoRA trains a bf16 base anyway; DeepSpeed keeps fp32 master weights of its own.",
     )
     export_bf16: bool = Field(
         False, description="Write the exported model in bfloat16: half the disk (~20 GB instead of ~40 GB)."

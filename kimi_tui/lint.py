@@ -215,12 +215,13 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
             f"max_duration_s = {cfg.data.max_duration_s:g}: Kimi-Audio takes clips of 30 s or less (longer audio is cut "
             "in 30 s chunks and has hung multi-GPU ZeRO-3 runs).", "Set data.max_duration_s = 30.",
         ))
-    if t.batch_size != 1:
+    if t.batch_size != 1 and ka.batching == "official":
         out.append(Lint(
             "error", "train.batch_size",
-            f"batch_size = {t.batch_size}: the official Kimi-Audio model asserts a micro batch of 1 (twice).",
-            f"Set batch_size = 1 and gradient_accumulation_steps = {t.batch_size * t.gradient_accumulation_steps} "
-            "for the same effective batch.",
+            f'batch_size = {t.batch_size} with kimi_audio.batching = "official": the official loop asserts a micro '
+            "batch of 1 (twice).",
+            f'Set kimi_audio.batching = "kimi-tui" (padded batches, the official loss per sample), or batch_size = 1 '
+            f"and gradient_accumulation_steps = {t.batch_size * t.gradient_accumulation_steps} for the same effective batch.",
         ))
     if (finding := bf16_finding(t.bf16)) is not None:
         out.append(finding)
@@ -253,7 +254,7 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
         num_gpus=t.num_gpus * t.num_nodes, method=ka.method, zero_stage=ds.stage if ds.enabled else 0,
         offload_optimizer=ds.enabled and ds.offload_optimizer, offload_param=ds.enabled and ds.offload_param,
         max_audio_tokens=ka.max_audio_tokens, output_dir=project.training_dir, save_total_limit=t.save_total_limit,
-        bf16=t.bf16, probe=_cached_probe(python), whisper=paths["whisper"],
+        bf16=t.bf16, probe=_cached_probe(python), whisper=paths["whisper"], batching=ka.batching,
     ):
         if ((finding.field == "train.save_steps" and "not known" in finding.message)
                 or finding.field in ("train.batch_size", "train.bf16")):

@@ -144,10 +144,12 @@ def test_the_train_plan_uses_the_schedule_kimi_tui_computed_and_refuses_what_can
     assert argv[argv.index("--total-steps") + 1] == "27"
     assert "--lora-rank" in argv and "torch.distributed.run" not in argv
 
+    batched = plan(configure(project, train__batch_size=3), "train").argv  # kimi-tui's batching (the default)
+    assert batched[batched.index("--batch-size") + 1] == "3" and batched[batched.index("--total-steps") + 1] == "9"
     with pytest.raises(KimiTuiError, match="micro batch of 1"):
-        plan(configure(project, train__batch_size=4), "train")
+        plan(configure(project, train__batch_size=4, kimi_audio__batching="official"), "train")
     with pytest.raises(KimiTuiError, match="no checkpoint would be saved"):
-        plan(configure(project, train__batch_size=1, train__save_steps=1000), "train")
+        plan(configure(project, train__batch_size=1, kimi_audio__batching="kimi-tui", train__save_steps=1000), "train")
     with pytest.raises(KimiTuiError, match="30 s or less"):
         plan(configure(project, train__save_steps="auto", data__max_duration_s=60.0), "prepare")
 
@@ -201,7 +203,7 @@ def test_multi_gpu_deepspeed_and_multi_node_plans_go_through_torchrun(project):
     argv = plan(multi, "train").argv
     assert argv[argv.index("--nnodes") + 1] == "2"
     assert argv[argv.index("--rdzv_endpoint") + 1] == "10.0.0.1:29400"
-    assert plan(multi, "train").description.startswith("full fine-tuning, DeepSpeed ZeRO-3 + optimizer offload on 4 GPUs x 2")
+    assert plan(multi, "train").description.startswith("full fine-tuning, DeepSpeed ZeRO-3 + optimizer offload, micro-batch 1 on 4 GPUs x 2")
     with pytest.raises(KimiTuiError, match="rdzv_endpoint"):
         plan(configure(p, train__num_nodes=2), "train")
 
@@ -215,6 +217,7 @@ def test_the_deepspeed_config_has_no_scheduler_block():
 
 def test_a_misconfigured_project_is_named_field_by_field(project):
     broken = configure(project, kimi_audio__checkout=str(project.root / "nowhere"), train__batch_size=2,
+                       kimi_audio__batching="official",
                        kimi_audio__python=str(project.root / "no-python"))
     findings = {f.field: f for f in lint_project(broken)}
     assert "does not exist" in findings["kimi_audio.checkout"].message

@@ -40,7 +40,7 @@ from kimi_tui.runs import StagePlan
 
 #: The stdlib-only files the worker needs, relative to the kimi_tui package.
 WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/deepspeed_setup.py", "workers/disk_full.py",
-                "workers/gpus.py", "workers/kimi_audio_worker.py")
+                "workers/gpus.py", "workers/kimi_audio_batching.py", "workers/kimi_audio_worker.py", "workers/training_guards.py")
 WHISPER_ID = "openai/whisper-large-v3"
 GLM4_ID = "THUDM/glm-4-voice-tokenizer"
 BASE_IDS = ("moonshotai/Kimi-Audio-7B", "moonshotai/Kimi-Audio-7B-Instruct")
@@ -150,7 +150,7 @@ class KimiAudioEngine:
         n = count_lines(data)
         n_train = n - int(n * t.eval_ratio)  # the official split holds out the first fraction
         return compute_schedule(
-            n_train, epochs=t.epochs, batch_size=1, gradient_accumulation_steps=t.gradient_accumulation_steps,
+            n_train, epochs=t.epochs, batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
             num_gpus=t.num_gpus * t.num_nodes, save_steps=t.save_steps,
         )
 
@@ -194,12 +194,16 @@ class KimiAudioEngine:
     def _plan_convert(self, project: Project) -> StagePlan:
         argv, checkout = self._worker(project, "official")
         out = project.base_model_dir
+        if project.config.kimi_audio.convert_bf16:
+            argv += ["--default-dtype", "bfloat16"]
         argv += ["--output", str(out), "--", self.python(project), "-m", "finetune_codes.model",
                  "--model_name", str(self.base_model(project)), "--output_dir", str(out)]
         return StagePlan(
             stage="convert", argv=argv, env=self._env(project, checkout), cwd=str(checkout),
             inputs=[str(self.base_model(project))], outputs=[str(out)],
-            description="the official finetune_codes.model CLI: the base model + Whisper encoder as one trainable model",
+            description=("the official finetune_codes.model CLI: the base model + Whisper encoder as one trainable model"
+                         + (" (in bf16: torch's default dtype set before the official code runs)"
+                            if project.config.kimi_audio.convert_bf16 else "")),
         )
 
     def _plan_train(self, project: Project, resume: bool = False) -> StagePlan:
@@ -210,10 +214,11 @@ class KimiAudioEngine:
         if not t.bf16:
             from kimi_tui.engines.kimi_audio_preflight import BF16_FIX, BF16_WHY
             raise KimiTuiError(f"kimi-tui.toml [train] bf16 = false: {BF16_WHY} {BF16_FIX}")
-        if t.batch_size != 1:
+        if t.batch_size != 1 and ka.batching == "official":
             raise KimiTuiError(
-                f"kimi-tui.toml [train] batch_size = {t.batch_size}: the official Kimi-Audio model only trains with "
-                "a micro batch of 1. Set batch_size = 1 and raise gradient_accumulation_steps instead."
+                f"kimi-tui.toml [train] batch_size = {t.batch_size} with [kimi_audio] batching = \"official\": the "
+                "official loop only trains with a micro batch of 1. Set batching = \"kimi-tui\" (batches padded "
+                "with attention masks, proven equal to the official loss), or batch_size = 1."
             )
         sched = self.schedule(project)
         require_checkpoints(sched, t, cfg.engine.device)
@@ -232,6 +237,8 @@ class KimiAudioEngine:
             "--data", str(self.tokens_jsonl(project, "train")),
             "--output", str(project.training_dir),
             "--method", ka.method,
+            "--batch-size", str(t.batch_size),
+            "--batching", ka.batching,
             *schedule_args(t, sched, cfg.engine.device),
             "--max-grad-norm", repr(t.max_grad_norm),
             "--eval-ratio", repr(t.eval_ratio),
@@ -256,6 +263,10 @@ class KimiAudioEngine:
         if ds.enabled:
             how += f", DeepSpeed ZeRO-{ds.stage}" + (" + optimizer offload" if ds.offload_optimizer else "") + (
                 " + parameter offload" if ds.offload_param and ds.stage == 3 else "")
+        how += (f", batches of {t.batch_size} by length" if ka.batching == "kimi-tui" and t.batch_size > 1
+                else ", the official micro-batch 1 loop" if ka.batching == "official" else ", micro-batch 1")
+        if ka.batching == "kimi-tui" and ka.method == "lora":
+            how += ", Whisper features computed once per clip"
         return StagePlan(
             stage="train", argv=argv,
             env=self._env(project, checkout, CUDA_DEVICE_MAX_CONNECTIONS="1"), cwd=str(checkout),
@@ -278,7 +289,8 @@ class KimiAudioEngine:
             argv += ["--merge-lora", str(final), str(project.base_model_dir), str(source)]
         argv += ["--copy-tokenizer", str(base), str(project.export_dir)]
         if project.config.kimi_audio.export_bf16:
-            argv += ["--bf16", str(project.export_dir)]
+            # bf16 from the start (no fp32 copy on disk or in memory), then every file checked
+            argv += ["--default-dtype", "bfloat16", "--bf16", str(project.export_dir)]
         argv += ["--output", str(project.export_dir), "--", self.python(project), "-m", "finetune_codes.model",
                  "--action", "export_model", "--input_dir", str(source), "--output_dir", str(project.export_dir)]
         steps = (["merge the LoRA adapters into the converted model"] if lora else []) + [

@@ -309,13 +309,14 @@ def _check_checkout(checkout: Path | None, base_model: Path | None, out: list[Li
 
 def _check_schedule(
     n: int | None, epochs: int, batch_size: int, grad_accum: int, save_steps: int | str, num_gpus: int,
-    save_total_limit: int, out: list[Lint],
+    save_total_limit: int, out: list[Lint], batching: str = "kimi-tui",
 ):
-    if batch_size != 1:
+    if batch_size != 1 and batching == "official":
         out.append(Lint(
             "error", "train.batch_size",
             f"batch_size = {batch_size}: the official finetune.py asserts a micro-batch of 1 (twice).",
-            f"Set batch_size = 1 and gradient accumulation = {batch_size * grad_accum} for the same effective batch.",
+            f"Set batch_size = 1 and gradient accumulation = {batch_size * grad_accum} for the same effective batch, "
+            'or train with kimi-tui\'s batching ([kimi_audio] batching = "kimi-tui").',
         ))
     if n is None:
         out.append(Lint(
@@ -326,7 +327,7 @@ def _check_schedule(
     if n < 1:
         out.append(Lint("error", "data.train_jsonl", "there are no training samples.", "Run prepare first."))
         return None
-    sched = compute_schedule(n, epochs=epochs, batch_size=1, gradient_accumulation_steps=grad_accum,
+    sched = compute_schedule(n, epochs=epochs, batch_size=batch_size, gradient_accumulation_steps=grad_accum,
                              num_gpus=num_gpus, save_steps=save_steps)
     total = sched.total_steps
     how = (f"{n} samples / (micro-batch 1 x {num_gpus} GPU) / accumulation {grad_accum} = "
@@ -493,9 +494,11 @@ def preflight(
     probe: dict | None = None,
     read_machine: bool = True,
     whisper: Path | None = None,
+    batching: str = "official",
 ) -> list[Lint]:
     """Every finding for running the official Kimi-Audio fine-tuning with these settings, errors first.
 
+    ``batching`` is "official" (the official loop: micro-batch 1) or "kimi-tui" (the engine's padded batches).
     Defaults are the official ``finetune_ds.sh``'s hard-coded values (5 epochs,
     save_steps 1000, save_total_limit 10, ZeRO-3 without offload, bf16). ``gpu_memory_gb``,
     ``gpus_here`` and ``host_ram`` override what is read from this machine (NVML
@@ -514,7 +517,8 @@ def preflight(
     _check_checkout(checkout, base_model, out)
     if (finding := bf16_finding(bf16)) is not None:
         out.append(finding)
-    sched = _check_schedule(n_samples, epochs, batch_size, grad_accum, save_steps, num_gpus, save_total_limit, out)
+    sched = _check_schedule(n_samples, epochs, batch_size, grad_accum, save_steps, num_gpus, save_total_limit, out,
+                            batching)
     if gpu_memory_gb is None and read_machine:
         gpu_memory_gb, found = _gpu_memory_from_nvml()
         if gpus_here is None:

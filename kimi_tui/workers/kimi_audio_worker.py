@@ -40,6 +40,7 @@ if __package__ in (None, ""):  # run as a file from the project's copy: make its
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from kimi_tui.events import EventWriter  # noqa: E402
+import kimi_tui.workers.kimi_audio_batching as batching  # noqa: E402
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full  # noqa: E402
 from kimi_tui.workers.deepspeed_setup import prepare_deepspeed  # noqa: E402
 from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env  # noqa: E402
@@ -372,8 +373,11 @@ def merge_lora(adapter: Path, base: Path, merged: Path) -> None:
     from finetune_codes.model import KimiAudioModel
     from peft import PeftModel
 
-    say(f"merging the LoRA adapters of {adapter} into {base} -> {merged}")
-    model = KimiAudioModel.from_pretrained(str(base), torch_dtype=torch.float32)
+    config = json.loads((base / "config.json").read_text(encoding="utf-8"))
+    stored = config.get("torch_dtype") or config.get("dtype") or "float32"  # transformers 5 says "dtype"
+    dtype = getattr(torch, stored, torch.float32)  # a bf16 converted model (convert_bf16) stays bf16: half the disk
+    say(f"merging the LoRA adapters of {adapter} into {base} ({stored}) -> {merged}")
+    model = KimiAudioModel.from_pretrained(str(base), torch_dtype=dtype)
     model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     tmp = merged.with_name(merged.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -401,6 +405,9 @@ def to_bf16(folder: Path) -> None:
     for path in sorted(folder.rglob("*.safetensors")):
         before += path.stat().st_size
         tensors = load_file(str(path))
+        if all(v.dtype == torch.bfloat16 or not v.is_floating_point() for v in tensors.values()):
+            after += path.stat().st_size  # written in bf16 already (--default-dtype)
+            continue
         tensors = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
         tmp = path.with_name(path.name + ".tmp")
         save_file(tensors, str(tmp), metadata={"format": "pt"})
@@ -413,6 +420,24 @@ def to_bf16(folder: Path) -> None:
     say(f"bf16: {before / 1e9:.2f} GB -> {after / 1e9:.2f} GB")
 
 
+#: Runs ``python -m MODULE ARGS`` with torch's default dtype set first: the official convert and export
+#: build their models without a dtype, so this makes them build, load and save in bf16 (no fp32 copy).
+DTYPE_RUNNER = (
+    "import runpy, sys, torch; torch.set_default_dtype(getattr(torch, sys.argv[1])); "
+    "assert sys.argv[2] == '-m', sys.argv; module = sys.argv[3]; sys.argv = [module] + sys.argv[4:]; "
+    "runpy.run_module(module, run_name='__main__', alter_sys=True)"
+)
+
+
+def with_default_dtype(command: list[str], dtype: str | None) -> list[str]:
+    """The official ``python -m finetune_codes.model ...`` command, run under ``dtype`` when given."""
+    if not dtype:
+        return command
+    if len(command) < 3 or command[1] != "-m":
+        raise WorkerError(f"--default-dtype needs a `python -m MODULE ...` command, not {' '.join(command[:3])}")
+    return [command[0], "-c", DTYPE_RUNNER, dtype] + command[1:]
+
+
 def cmd_official(args: argparse.Namespace, command: list[str], events: EventWriter) -> int:
     if not command:
         raise WorkerError("official: nothing to run after --")
@@ -422,8 +447,8 @@ def cmd_official(args: argparse.Namespace, command: list[str], events: EventWrit
         events.emit("stage", name="merge-lora")
         merge_lora(adapter, base, merged)
     events.emit("stage", name=" ".join(command[1:4]))
-    say("$ " + " ".join(command))
-    proc = subprocess.Popen(command)
+    say("$ " + " ".join(command) + (f"   (torch default dtype {args.default_dtype})" if args.default_dtype else ""))
+    proc = subprocess.Popen(with_default_dtype(command, args.default_dtype))
     code = proc.wait()
     if code != 0:
         say(f"the official command failed with exit code {code}")
@@ -456,8 +481,8 @@ def training_arguments(args: argparse.Namespace, ds_config: dict | None):
     kwargs = dict(
         output_dir=args.output,
         num_train_epochs=args.epochs,
-        per_device_train_batch_size=1,  # the official model asserts micro batch 1
-        per_device_eval_batch_size=1,
+        per_device_train_batch_size=args.batch_size,  # 1 on the official path: its collate asserts it
+        per_device_eval_batch_size=args.batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
@@ -474,6 +499,7 @@ def training_arguments(args: argparse.Namespace, ds_config: dict | None):
         dataloader_pin_memory=False,
         remove_unused_columns=False,
         deepspeed=ds_config,
+        prediction_loss_only=True,  # the evaluation loss is all that is logged; no logits are gathered
     )
     if "warmup_ratio" not in names:  # transformers 5 folded it into warmup_steps (a float below 1 is a ratio)
         kwargs["warmup_steps"] = kwargs.pop("warmup_ratio")
@@ -513,6 +539,51 @@ def make_callback(events: EventWriter, total: int, is_main: bool):
     return KimiTuiEvents()
 
 
+def load_for_training(args: argparse.Namespace, training_args):
+    """The converted model as the train stage trains it (bf16 base + LoRA on the LM, or every weight),
+    and the base model's text tokenizer."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from finetune_codes.model import KimiAudioModel
+
+    dtype = torch.bfloat16 if (args.bf16 and args.method == "lora") else None
+    load_kwargs = {"device_map": None}
+    if dtype is not None:
+        load_kwargs["torch_dtype"] = dtype
+    if args.zero_stage != 3:
+        load_kwargs["low_cpu_mem_usage"] = True
+    model = KimiAudioModel.from_pretrained(args.model, **load_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, trust_remote_code=True)
+    offset = model.config.kimia_token_offset
+
+    if args.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        # Adapters go on the language model's modules only; the Whisper encoder stays frozen.
+        targets = sorted(name for name, _ in model.named_modules()
+                         if name.rsplit(".", 1)[-1] in args.lora_targets and not name.startswith("whisper_model"))
+        if not targets:
+            raise WorkerError(f"no module of the language model is named {' or '.join(args.lora_targets)}: "
+                              "set [kimi_audio] lora_targets to names the model has (e.g. q_proj)")
+        lora = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+                          target_modules=targets, bias="none")
+        model = get_peft_model(model, lora)
+        if training_args.gradient_checkpointing:
+            model.enable_input_require_grads()
+    def numel(p) -> int:
+        return int(getattr(p, "ds_numel", 0) or p.numel())  # ZeRO-3 leaves an empty shard in p
+
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total_params = sum(numel(p) for p in model.parameters())
+    say(f"{args.method}: {trainable:,} of {total_params:,} parameters train")
+    if trainable == 0:
+        raise WorkerError("no parameter of the model is trainable")
+    return model, tokenizer, offset
+
+
 def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
     one_gpu_unless_torchrun()
     enter_checkout(args)
@@ -548,53 +619,34 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
         raise WorkerError(f"{args.data}: no training sample left after holding out {n_eval} for evaluation")
 
     events.emit("stage", name="load model")
-    dtype = torch.bfloat16 if (args.bf16 and args.method == "lora") else None
-    load_kwargs = {"device_map": None}
-    if dtype is not None:
-        load_kwargs["torch_dtype"] = dtype
-    if args.zero_stage != 3:
-        load_kwargs["low_cpu_mem_usage"] = True
-    model = KimiAudioModel.from_pretrained(args.model, **load_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, trust_remote_code=True)
-    offset = model.config.kimia_token_offset
-
-    if args.method == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        for parameter in model.parameters():
-            parameter.requires_grad_(False)
-        # Adapters go on the language model's modules only; the Whisper encoder stays frozen.
-        targets = sorted(name for name, _ in model.named_modules()
-                         if name.rsplit(".", 1)[-1] in args.lora_targets and not name.startswith("whisper_model"))
-        if not targets:
-            raise WorkerError(f"no module of the language model is named {' or '.join(args.lora_targets)}: "
-                              "set [kimi_audio] lora_targets to names the model has (e.g. q_proj)")
-        lora = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-                          target_modules=targets, bias="none")
-        model = get_peft_model(model, lora)
-        if training_args.gradient_checkpointing:
-            model.enable_input_require_grads()
-    def numel(p) -> int:
-        return int(getattr(p, "ds_numel", 0) or p.numel())  # ZeRO-3 leaves an empty shard in p
-
-    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
-    total_params = sum(numel(p) for p in model.parameters())
-    say(f"{args.method}: {trainable:,} of {total_params:,} parameters train")
-    if trainable == 0:
-        raise WorkerError("no parameter of the model is trainable")
+    model, tokenizer, offset = load_for_training(args, training_args)
 
     whisper = model.whisper_model if hasattr(model, "whisper_model") else model.get_base_model().whisper_model
     train_set = LazySupervisedDataset(train_data, whisper_model=whisper, text_tokenizer=tokenizer,
                                       max_len=args.model_max_length, kimia_token_offset=offset)
     eval_set = (LazySupervisedDataset(eval_data, whisper_model=whisper, text_tokenizer=tokenizer,
                                       max_len=args.model_max_length, kimia_token_offset=offset) if eval_data else None)
-    trainer = Trainer(
+    trainer_class, collator, loss_function, features = Trainer, train_set.collate_fn, compute_loss, None
+    if args.batching == "kimi-tui":
+        # Padded batches around the official model, the official loss per sample (kimi_audio_batching.py).
+        features = batching.install(model)
+        train_set = batching.KeyedDataset(train_set, train_data)
+        eval_set = batching.KeyedDataset(eval_set, eval_data) if eval_set is not None else None
+        trainer_class = batching.batched_trainer_class(Trainer, train_set.lengths)
+        collator, loss_function = batching.collate, batching.batched_loss
+        say(f"batching: {args.batch_size} sample(s) per forward, drawn by length; Whisper features "
+            + ("computed once per clip (Whisper is frozen)" if features.cache else "computed every step (Whisper trains)"))
+    elif args.batch_size != 1:
+        raise WorkerError(f"--batch-size {args.batch_size} with --batching official: the official collate asserts 1")
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=train_set.collate_fn,
-        compute_loss_func=compute_loss,
+        data_collator=collator,
+        # A compute_loss_func tells the Trainer the loss is final: it is not divided by the accumulation
+        # steps, on both paths, as in the official finetune.py.
+        compute_loss_func=loss_function,
         callbacks=[make_callback(events, args.total_steps, is_main)],
     )
     resume = args.resume_from or None
@@ -605,6 +657,8 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
     partial = output / "final.partial"
     try:
         trainer.train(resume_from_checkpoint=resume)
+        if features is not None and features.cache:
+            say(f"Whisper ran {features.computed} time(s) for {len(features.kept)} clip(s) over the whole run")
         trainer.save_state()
         if is_main:
             shutil.rmtree(partial, ignore_errors=True)
@@ -624,6 +678,44 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
         os.replace(partial, final)
         say(f"final model -> {final}")
         events.artifact("model", final)
+    return 0
+
+
+def cmd_check_batching(args: argparse.Namespace, events: EventWriter) -> int:
+    """kimi-tui's batched loss and gradients against the official single-sample forwards, on this model."""
+    from types import SimpleNamespace
+
+    enter_checkout(args)
+    import torch
+
+    from finetune import compute_loss
+    from finetune_codes.datasets import LazySupervisedDataset
+
+    samples = [s for s in read_jsonl(Path(args.data)) if all("audio_tokens" in m for m in audio_messages(s))]
+    if len(samples) < 2:
+        raise WorkerError(f"{args.data}: at least 2 samples with audio_tokens are needed; run extract")
+    samples = samples[: max(args.samples, args.batch_size)]
+    model, tokenizer, offset = load_for_training(args, SimpleNamespace(gradient_checkpointing=False))
+    cuda = torch.cuda.is_available() and args.device != "cpu"
+    model.to("cuda" if cuda else "cpu")
+    whisper = batching.unwrap(model).whisper_model
+    dataset = LazySupervisedDataset(samples, whisper_model=whisper, text_tokenizer=tokenizer,
+                                    max_len=args.model_max_length, kimia_token_offset=offset)
+    keyed = batching.KeyedDataset(dataset, samples)
+    began = time.time()
+    with torch.autocast("cuda" if cuda else "cpu", dtype=torch.bfloat16, enabled=args.bf16):  # as the Trainer runs
+        report = batching.check_equivalence(model, keyed, dataset.collate_fn, compute_loss, args.batch_size)
+    report["seconds"] = round(time.time() - began, 2)
+    report["tolerance"] = args.tolerance
+    report["passed"] = report["gradient_relative_error"] <= args.tolerance and all(
+        abs(a - b) <= args.tolerance * max(1.0, abs(a))
+        for a, b in zip(report["official_losses"], report["batched_losses"]))
+    text = json.dumps(report, indent=2)
+    print(text, flush=True)
+    if args.report:
+        atomic_write(Path(args.report), text + "\n")
+    if not report["passed"]:
+        raise WorkerError(f"the batched path differs from the official one beyond {args.tolerance}: see the report")
     return 0
 
 
@@ -792,6 +884,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-merged", action="store_true")
     p.add_argument("--copy-tokenizer", nargs=2, metavar=("BASE", "EXPORT"))
     p.add_argument("--bf16", metavar="FOLDER")
+    p.add_argument("--default-dtype", choices=("bfloat16", "float16", "float32"),
+                   help="torch's default dtype for the official command (its models are built without one)")
     p.add_argument("--output", action="append", metavar="FOLDER")
 
     p = sub.add_parser("extract", help="semantic audio tokens for every audio message")
@@ -802,13 +896,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus", type=int, default=1)
     p.add_argument("--shard")
 
-    p = sub.add_parser("train", help="fine-tune on the official model and data classes")
+    p = train_parser = sub.add_parser("train", help="fine-tune on the official model and data classes")
     common(p)
     p.add_argument("--model", required=True, help="the converted model (finetune_codes.model output)")
     p.add_argument("--tokenizer", required=True, help="the base model folder (its text tokenizer)")
     p.add_argument("--data", required=True)
     p.add_argument("--output", required=True)
     p.add_argument("--method", choices=("full", "lora"), default="lora")
+    p.add_argument("--batch-size", type=int, default=1, help="samples per forward on each GPU")
+    p.add_argument("--batching", choices=("kimi-tui", "official"), default="kimi-tui",
+                   help="kimi-tui: padded batches by length + Whisper features once per clip; official: micro-batch 1")
     p.add_argument("--epochs", type=float, default=1)
     p.add_argument("--learning-rate", type=float, default=1e-5)
     p.add_argument("--gradient-accumulation-steps", type=int, default=1)
@@ -833,6 +930,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offload-optimizer", action="store_true")
     p.add_argument("--offload-param", action="store_true")
     p.add_argument("--resume-from")
+
+    p = sub.add_parser("check-batching", parents=[train_parser], add_help=False, conflict_handler="resolve",
+                       help="batched loss and gradients against the official micro-batch-1 forwards, on this model")
+    p.add_argument("--output", default="", help=argparse.SUPPRESS)
+    p.add_argument("--save-steps", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--samples", type=int, default=4, help="samples compared (the longest and the shortest ones)")
+    p.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest relative error of the gradients and the losses (bf16 needs ~3e-2)")
+    p.add_argument("--report", help="write the report (JSON) here too")
 
     p = sub.add_parser("transcribe", help="greedy text with KimiAudio into NAME/predictions.jsonl")
     common(p)
@@ -859,7 +965,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "official":
             return cmd_official(args, command, events)
-        code = {"extract": cmd_extract, "train": cmd_train, "transcribe": cmd_transcribe}[args.command](args, events)
+        code = {"extract": cmd_extract, "train": cmd_train, "transcribe": cmd_transcribe,
+                "check-batching": cmd_check_batching}[args.command](args, events)
         if code == 0:
             end_process_group()
         return code

@@ -7,6 +7,7 @@ from safetensors.torch import load_file, save_file
 from kimia_infer.hub import local_folder
 
 FRAME = 320  # 16 kHz / 50 Hz
+CHUNK = 30 * 16000
 WIDTH = 8
 
 
@@ -29,10 +30,16 @@ class ToyWhisperEncoder(torch.nn.Module):
             self.speech_encoder.load_state_dict(state)
 
     def forward(self, wav):
+        """[1, samples] -> [1, frames, WIDTH]: per 30 s chunk of L samples, 4 x ((L - 1) // 1280 + 1) frames
+        (the documented 12.5 Hz rule, four 50 Hz frames a token)."""
         wav = wav.float().to(self.speech_encoder.weight.device)
-        n = max(1, wav.shape[-1] // FRAME)
-        frames = wav[..., : n * FRAME].reshape(wav.shape[0], n, FRAME).abs().mean(-1, keepdim=True)
-        return self.speech_encoder(frames.to(self.speech_encoder.weight.dtype))
+        chunks = []
+        for start in range(0, max(wav.shape[-1], 1), CHUNK):
+            piece = wav[..., start:start + CHUNK]
+            tokens = (max(piece.shape[-1], 1) - 1) // (4 * FRAME) + 1
+            piece = torch.nn.functional.pad(piece, (0, tokens * 4 * FRAME - piece.shape[-1]))
+            chunks.append(piece.reshape(wav.shape[0], tokens * 4, FRAME).abs().mean(-1, keepdim=True))
+        return self.speech_encoder(torch.cat(chunks, 1).to(self.speech_encoder.weight.dtype))
 
     tokenize_waveform = forward
 

@@ -195,6 +195,10 @@ LORA_ADAPTER_PARAMS = 20e6
 ACTIVATION_BYTES_PER_TOKEN = 8.5e6
 #: Two full-vocabulary logit tensors: 1-3 GB; the upper end, as fits are decided on it.
 LOGITS_GB = 3.0
+#: kimi-tui's batching puts only the rows that carry a loss through the output heads (an ASR sample's
+#: transcript: ~1/5 of its tokens); each such row holds its bf16 logits and the fp32 softmax of the loss.
+LOSS_ROW_FRACTION = 0.25
+LOSS_ROW_BYTES_PER_VOCAB = 2 + 4
 #: CUDA context, NCCL buffers and allocator slack per GPU.
 RUNTIME_OVERHEAD_GB = 1.5
 #: DeepSpeed's ``additional_buffer_factor`` on host-RAM estimates.
@@ -261,12 +265,21 @@ def _logits_gb(arch: Architecture) -> float:
     return LOGITS_GB * arch.vocab_size / KIMI_AUDIO_7B.vocab_size
 
 
-def activations_gb(tokens: int, arch: Architecture = KIMI_AUDIO_7B) -> float:
-    """Per-GPU activation memory for a micro-batch of one sequence of ``tokens`` tokens (measured at 7 B,
-    scaled by what each layer keeps per token and by the vocabulary)."""
+def _logits_in_batch_gb(tokens: int, batch_size: int, batched: bool, arch: Architecture) -> float:
+    if not batched:
+        return _logits_gb(arch)  # the official loop: two full-vocabulary tensors for its one sequence
+    rows = batch_size * max(0, tokens) * LOSS_ROW_FRACTION
+    return rows * arch.vocab_size * LOSS_ROW_BYTES_PER_VOCAB / GB
+
+
+def activations_gb(tokens: int, arch: Architecture = KIMI_AUDIO_7B, batch_size: int = 1,
+                   batched: bool = False) -> float:
+    """Per-GPU activation memory for a micro-batch of ``batch_size`` sequences padded to ``tokens`` tokens
+    (measured at 7 B, scaled by what each layer keeps per token and by the vocabulary). ``batched``:
+    kimi-tui's batching, whose output heads see only the rows that carry a loss."""
     per_token = ACTIVATION_BYTES_PER_TOKEN * (
         arch._activation_elements_per_token / KIMI_AUDIO_7B._activation_elements_per_token)
-    return max(0, tokens) * per_token / GB + _logits_gb(arch)
+    return max(1, batch_size) * max(0, tokens) * per_token / GB + _logits_in_batch_gb(tokens, batch_size, batched, arch)
 
 
 def lora_adapter_params(arch: Architecture = KIMI_AUDIO_7B) -> float:
@@ -324,12 +337,15 @@ def estimate(
     nodes: int = 1,
     tokens: int = 500,
     arch: Architecture = KIMI_AUDIO_7B,
+    batch_size: int = 1,
+    batched: bool = False,
 ) -> Estimate:
     """Memory for fine-tuning Kimi-Audio with this setup, per GPU and on the host (decimal GB).
 
     ``tokens`` is the longest training sequence (text + audio tokens; 12.5 audio
-    tokens per second, so a 30 s clip is 375 of them). Micro-batch is always 1
-    in the official code. ``arch`` is the model's (:func:`architecture_of`); Kimi-Audio-7B by default.
+    tokens per second, so a 30 s clip is 375 of them). The official loop's micro-batch is 1;
+    kimi-tui's batching (``batched``) puts ``batch_size`` sequences, padded to the longest, in one
+    forward. ``arch`` is the model's (:func:`architecture_of`); Kimi-Audio-7B by default.
     """
     if method not in ("full", "lora"):
         raise ValueError(f"method must be 'full' or 'lora', not {method!r}")
@@ -339,7 +355,8 @@ def estimate(
     gpu, host, host_low = _model_states(
         method, zero_stage, offload_optimizer, offload_param, gpus_per_node, nodes, notes, arch
     )
-    acts = activations_gb(tokens, arch)
+    acts = activations_gb(tokens, arch, batch_size, batched)
+    logits = _logits_in_batch_gb(tokens, batch_size, batched, arch)
     states_gb = gpu / GB
     if offload_optimizer or offload_param:
         if method == "full":
@@ -349,9 +366,11 @@ def estimate(
             )
     if arch != KIMI_AUDIO_7B:
         notes.append(f"sized from {arch.source}: {parameters(arch):,} parameters.")
+    batch = f"{batch_size} x " if batch_size > 1 else ""
     notes.append(
-        f"activations: {tokens} tokens x {(acts - _logits_gb(arch)) * GB / max(1, tokens) / 1e6:.3g} MB + "
-        f"{_logits_gb(arch):.3g} GB of logits = {acts:.1f} GB; the Whisper encoder always runs on 30 s of audio."
+        f"activations: {batch}{tokens} tokens x {(acts - logits) * GB / max(1, tokens * batch_size) / 1e6:.3g} MB + "
+        f"{logits:.3g} GB of logits{' (the loss rows only)' if batched else ''} = {acts:.1f} GB; the Whisper "
+        "encoder always runs on 30 s of audio."
     )
     notes.append("the official dataset caches every sample, raw audio included: host RAM grows over an epoch.")
     return Estimate(
@@ -377,12 +396,13 @@ class Fit:
 
 
 def evaluate_setups(gpu_memory_gb: float, n_gpus: int, host_ram_gb: float | None, tokens: int,
-                    arch: Architecture = KIMI_AUDIO_7B) -> list[Fit]:
+                    arch: Architecture = KIMI_AUDIO_7B, batch_size: int = 1, batched: bool = False) -> list[Fit]:
     """Every setup in :data:`SETUPS` with its estimate and whether it fits this machine."""
     out = []
     for setup in SETUPS:
         est = estimate(setup.method, setup.zero_stage, setup.offload_optimizer, setup.offload_param,
-                       gpus_per_node=n_gpus, nodes=1, tokens=tokens, arch=arch)
+                       gpus_per_node=n_gpus, nodes=1, tokens=tokens, arch=arch, batch_size=batch_size,
+                       batched=batched)
         fits_host = host_ram_gb is None or est.host_ram_gb <= host_ram_gb
         out.append(Fit(setup, est, est.gpu_gb_per_gpu <= gpu_memory_gb, fits_host))
     return out

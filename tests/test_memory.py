@@ -124,3 +124,31 @@ def test_a_missing_or_unreadable_config_falls_back_to_the_published_size_and_say
     assert arch.hidden_size == 64 and arch.d_model == KIMI_AUDIO_7B.d_model and "Whisper-large-v3" in note
     arch, [note] = architecture_of(None)
     assert arch == KIMI_AUDIO_7B and "no base model given" in note
+
+
+def test_the_estimate_knows_the_batch_size_and_what_kimi_tuis_batching_keeps():
+    from kimi_tui import memory as m
+
+    one = m.estimate("lora", 0, tokens=150)
+    batched_one = m.estimate("lora", 0, tokens=150, batch_size=1, batched=True)
+    thirty_two = m.estimate("lora", 0, tokens=150, batch_size=32, batched=True)
+    # 32 sequences keep 32x the per-token activations of one ...
+    per_token = (one.activations_gb - m._logits_gb(m.KIMI_AUDIO_7B)) / 150
+    assert thirty_two.activations_gb == pytest.approx(
+        32 * 150 * per_token + 32 * 150 * m.LOSS_ROW_FRACTION * 168448 * m.LOSS_ROW_BYTES_PER_VOCAB / 1e9)
+    # ... but no full-vocabulary logits: the batched path puts only the loss rows through the heads
+    assert batched_one.activations_gb < one.activations_gb
+    assert thirty_two.gpu_gb_per_gpu > one.gpu_gb_per_gpu + 30
+    assert any("32 x 150 tokens" in note and "loss rows only" in note for note in thirty_two.notes)
+
+
+def test_the_preflight_refuses_a_batch_that_cannot_fit_and_names_the_batch():
+    from kimi_tui.engines.kimi_audio_preflight import preflight
+
+    findings = preflight(method="lora", zero_stage=0, batch_size=96, max_audio_tokens=500, gpu_memory_gb=80,
+                         gpus_here=1, host_ram=512, read_machine=False, probe={}, batching="kimi-tui")
+    oom = [f for f in findings if f.level == "error" and f.field == "deepspeed.stage"]
+    assert oom and "96 x 500 tokens" in oom[0].message
+    small = preflight(method="lora", zero_stage=0, batch_size=8, max_audio_tokens=150, gpu_memory_gb=80,
+                      gpus_here=1, host_ram=512, read_machine=False, probe={}, batching="kimi-tui")
+    assert not [f for f in small if f.level == "error" and f.field == "deepspeed.stage"]

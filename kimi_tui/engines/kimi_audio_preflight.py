@@ -364,7 +364,7 @@ def _check_schedule(
 def _check_memory(
     method: str, zero_stage: int, offload_optimizer: bool, offload_param: bool, num_gpus: int, tokens: int,
     gpu_memory_gb: float | None, n_gpus_here: int | None, ram_gb: float | None, out: list[Lint],
-    arch: memory.Architecture = memory.KIMI_AUDIO_7B,
+    arch: memory.Architecture = memory.KIMI_AUDIO_7B, batch_size: int = 1, batched: bool = False,
 ) -> None:
     if method == "full" and zero_stage == 2 and offload_param:
         out.append(Lint(
@@ -372,7 +372,8 @@ def _check_memory(
             "Use --zero-stage 3, or drop --offload-param.",
         ))
     est = memory.estimate(method, zero_stage, offload_optimizer, offload_param,
-                          gpus_per_node=num_gpus, nodes=1, tokens=tokens, arch=arch)
+                          gpus_per_node=num_gpus, nodes=1, tokens=tokens, arch=arch, batch_size=batch_size,
+                          batched=batched)
     label = memory.Setup(method, zero_stage, offload_optimizer, offload_param).label
     if n_gpus_here is not None and num_gpus > n_gpus_here:
         out.append(Lint(
@@ -387,7 +388,7 @@ def _check_memory(
             "Run doctor on the GPU machine, or pass the GPU size (gpu_memory_gb).",
         ))
         return
-    fits = memory.evaluate_setups(gpu_memory_gb, num_gpus, ram_gb, tokens, arch)
+    fits = memory.evaluate_setups(gpu_memory_gb, num_gpus, ram_gb, tokens, arch, batch_size, batched)
     ok = [f for f in fits if f.fits]
     alternatives = "; ".join(
         f"{f.setup.label} (~{f.estimate.gpu_gb_per_gpu:.0f} GB/GPU, ~{f.estimate.host_ram_gb:.0f} GB host)"
@@ -398,7 +399,8 @@ def _check_memory(
         out.append(Lint(
             "error", "deepspeed.stage",
             f"{label} needs about {est.gpu_gb_per_gpu:.0f} GB per GPU ({est.model_states_gb:.0f} GB model states, "
-            f"DeepSpeed's estimate, + {est.activations_gb:.1f} GB activations for {tokens} tokens) but the GPUs have "
+            f"DeepSpeed's estimate, + {est.activations_gb:.1f} GB activations for "
+            f"{f'{batch_size} x ' if batch_size > 1 else ''}{tokens} tokens) but the GPUs have "
             f"{gpu_memory_gb:.0f} GB: CUDA out of memory (the seed's ZeRO-3 run on one 95 GB GPU).",
             f"Setups that fit {where}" + (f" and {ram_gb:.0f} GB host RAM" if ram_gb else "") + f": {alternatives}.",
         ))
@@ -534,7 +536,7 @@ def preflight(
                     "Point [kimi_audio] base_model (doctor: --base-model) at the model folder holding config.json: "
                     "the estimates are sized from it.") for note in sizing)
     _check_memory(method, zero_stage, offload_optimizer, offload_param, num_gpus, max_audio_tokens,
-                  gpu_memory_gb, gpus_here, host_ram, out, arch)
+                  gpu_memory_gb, gpus_here, host_ram, out, arch, batch_size, batching == "kimi-tui")
     if num_gpus > 1 and gpu_memory_gb is not None and any(f.field == "train.num_gpus" for f in out):
         _check_single_gpu_fallback(method, zero_stage, offload_optimizer, offload_param, max_audio_tokens,
                                    gpu_memory_gb, host_ram, out, arch)

@@ -43,6 +43,7 @@ from kimi_tui.events import EventWriter
 from kimi_tui.workers.deepspeed_setup import has_optimizer_state, prepare_deepspeed
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
 from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env
+from kimi_tui.workers.training_guards import guard_final_model, training_guard
 
 SAMPLING_RATE = 16000
 HOP_LENGTH = 160
@@ -744,15 +745,17 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
         dataloader_num_workers=0,
         disable_tqdm=True,
         save_safetensors=True,
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and the guard), not the running mean
     )
     support = {"tokenizer": tokenizer, "feature_extractor": fe, "meta": {**meta, "base": str(base.resolve())}}
+    guard = training_guard(out, resume_from=resume, say=say)  # after the events: it may set a checkpoint aside
     trainer = Trainer(
         model=model,
         args=targs,
         train_dataset=dataset,
         data_collator=collate,
         processing_class=tokenizer,
-        callbacks=[make_callback(events, support)],
+        callbacks=[make_callback(events, support), guard],
     )
     # Our callback prints the log lines; the Trainer's printer would repeat them as dicts.
     trainer.remove_callback(PrinterCallback)
@@ -766,11 +769,13 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
     try:
         trainer.train(resume_from_checkpoint=resume)
         elapsed = time.time() - started
+        guard.verdict.raise_if_tripped(WorkerError)  # stopped early: no final model
         trainer.save_model(str(final))
     except OSError as exc:
         if is_disk_full(exc):
             raise WorkerError(handle_disk_full(out, exc)) from None
         raise
+    guard_final_model(guard, final, WorkerError, step=trainer.state.global_step)
     if trainer.is_world_process_zero():
         save_tokenizer(tokenizer, final, kind)
         fe.save_pretrained(str(final))

@@ -255,6 +255,7 @@ def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
         offload_optimizer=ds.enabled and ds.offload_optimizer, offload_param=ds.enabled and ds.offload_param,
         max_audio_tokens=ka.max_audio_tokens, output_dir=project.training_dir, save_total_limit=t.save_total_limit,
         bf16=t.bf16, probe=_cached_probe(python), whisper=paths["whisper"], batching=ka.batching,
+        device=cfg.engine.device,
     ):
         if ((finding.field == "train.save_steps" and "not known" in finding.message)
                 or finding.field in ("train.batch_size", "train.bf16")):
@@ -507,6 +508,11 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
         out.append(Lint("warning", "train.learning_rate", f"learning_rate = {lr:g} looks far too {direction}: {why}.", fix))
 
     ds = cfg.deepspeed
+    on_cpu = device == "cpu" or (device == "auto" and gpus is not None and not gpus.available)
+    if ds.enabled and ds.stage == 3 and cfg.engine.name == "whisper" and on_cpu and deepspeed_installed():
+        finding = zero3_cpu_gather_finding(_installed_version("deepspeed"), t.num_gpus * t.num_nodes, sys.executable)
+        if finding is not None:
+            out.append(finding)
     if ds.enabled and cfg.engine.name == "whisper" and not deepspeed_installed():
         out.append(Lint(
             "error", "deepspeed.enabled",
@@ -554,6 +560,48 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
                 "note", "engine.device", "no GPU is visible here: a pretrained model would train on the CPU, very slowly.",
                 "Run on the GPU machine (kimi-tui works over SSH in tmux).",
             ))
+
+
+#: The first DeepSpeed known here whose ZeRO-3 parameter gather waits for every one of its asynchronous
+#: all-gathers (deepspeedai/DeepSpeed#8539; 0.19.8 has it, 0.16.9 - the official code's pin - does not).
+ZERO3_GLOO_GATHER_FIXED = (0, 19, 8)
+
+
+def zero3_cpu_gather_finding(deepspeed_version: str | None, processes: int, python: str) -> Lint | None:
+    """ZeRO-3 over several CPU (gloo) processes with a DeepSpeed that loses parameter all-gathers: refused.
+
+    Such a DeepSpeed launches one async all-gather per parameter of a group and waits for the last only;
+    on CUDA the stream orders them, on gloo each runs on a thread of its own and the CPU's synchronize()
+    does nothing, so the gathered weight can be read, or loaded into by transformers' from_pretrained,
+    before its gather lands. The weight then keeps the uninitialised memory it was built with (measured
+    with the official code and deepspeed 0.16.9 on two CPU ranks: one weight of 7e9-5e13 or 1e37 in 2
+    fresh loads of 3, NaN a few steps later); ZeRO-2 builds no sharded weights and is not affected.
+    """
+    if processes < 2 or not deepspeed_version:
+        return None
+    import re
+
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", deepspeed_version)
+    if match is None or tuple(map(int, match.groups())) >= ZERO3_GLOO_GATHER_FIXED:
+        return None  # a version that names no release ("installed") is given the benefit of the doubt
+    fixed = ".".join(map(str, ZERO3_GLOO_GATHER_FIXED))
+    return Lint(
+        "error", "deepspeed.stage",
+        f"ZeRO-3 over {processes} CPU processes with deepspeed {deepspeed_version}: its parameter all-gather waits "
+        "only for the last of its asynchronous gloo all-gathers, so a weight can be loaded or used before its "
+        "gather lands and keep uninitialised memory (weights of 1e9-1e38, then NaN; deepspeedai/DeepSpeed#8539).",
+        f"{python} -m pip install 'deepspeed>={fixed}', or set deepspeed.stage = 2 (or train.num_gpus = 1) "
+        "to train on the CPU.",
+    )
+
+
+def _installed_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def deepspeed_installed() -> bool:

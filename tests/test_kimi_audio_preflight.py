@@ -327,3 +327,22 @@ def test_the_disk_check_and_the_fallback_use_the_base_models_size(tmp_path, monk
     assert "Whisper-large-v3" in note.message  # no whisper-large-v3/config.json: the encoder is sized at full size
     assert by(no_whisper, "error", "train.save_total_limit")  # 0.64 B of Whisper: ~9 GB a checkpoint
     assert by(preflight(python=fake_python(tmp_path), **args), "error", "train.save_total_limit")
+
+
+# --- ZeRO-3 over CPU processes with a DeepSpeed that loses parameter all-gathers -------------------
+
+def test_zero3_on_cpu_ranks_with_deepspeed_0_16_9_is_refused_naming_the_race_and_the_fix(tmp_path):
+    old_cpu = fake_python(tmp_path, {**HEALTHY, "deepspeed": "0.16.9", "cuda": False, "cuda_devices": []})
+    args = {**HEALTHY_ARGS, "method": "full", "zero_stage": 3, "num_gpus": 2, "gpu_memory_gb": None}
+    (f,) = by(preflight(python=old_cpu, **args), "error", "deepspeed.stage")
+    assert "deepspeed 0.16.9" in f.message and "2 CPU processes" in f.message and "DeepSpeed#8539" in f.message
+    assert "'deepspeed>=0.19.8'" in f.fix and "deepspeed.stage = 2" in f.fix
+    assert not by(preflight(python=old_cpu, **{**args, "zero_stage": 2}), "error", "deepspeed.stage")
+    assert not by(preflight(python=old_cpu, **{**args, "num_gpus": 1}), "error", "deepspeed.stage")
+    fixed = fake_python(tmp_path / "new", {**HEALTHY, "deepspeed": "0.19.8", "cuda": False, "cuda_devices": []})
+    assert not by(preflight(python=fixed, **args), "error", "deepspeed.stage")
+    on_gpus = fake_python(tmp_path / "gpu", {**HEALTHY, "deepspeed": "0.16.9"})  # NCCL orders its gathers
+    assert not [f for f in by(preflight(python=on_gpus, **args), "error", "deepspeed.stage") if "gloo" in f.message]
+    forced = [f for f in by(preflight(python=on_gpus, device="cpu", **args), "error", "deepspeed.stage")
+              if "gloo" in f.message]
+    assert forced  # engine.device = "cpu" on a GPU machine trains over gloo too

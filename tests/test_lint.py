@@ -270,3 +270,18 @@ def test_deepspeed_enabled_without_deepspeed_installed_is_an_error_with_the_inst
     [finding] = by_field(lint_project(with_settings(sample, deepspeed__enabled="true")), "deepspeed.enabled")
     assert finding.level == "error" and "not installed" in finding.message
     assert "kimi-tui[deepspeed]" in finding.fix
+
+
+def test_whisper_zero3_on_cpu_processes_with_an_affected_deepspeed_is_an_error(sample: Project, monkeypatch) -> None:
+    import kimi_tui.lint as lint
+
+    project = with_settings(sample, deepspeed__enabled="true", deepspeed__stage="3", train__num_gpus="2",
+                            engine__device="cpu")
+    monkeypatch.setattr(lint, "deepspeed_installed", lambda: True)
+    monkeypatch.setattr(lint, "_installed_version", lambda name: "0.16.9")
+    [finding] = [f for f in by_field(lint_project(project), "deepspeed.stage") if f.level == "error"]
+    assert "2 CPU processes with deepspeed 0.16.9" in finding.message and "deepspeed>=0.19.8" in finding.fix
+    assert by_field(lint_project(with_settings(project, deepspeed__stage="2")), "deepspeed.stage") == []
+    assert by_field(lint_project(with_settings(project, engine__device="cuda")), "deepspeed.stage") == []
+    monkeypatch.setattr(lint, "_installed_version", lambda name: "0.19.8")
+    assert by_field(lint_project(project), "deepspeed.stage") == []

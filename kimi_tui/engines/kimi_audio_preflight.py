@@ -25,7 +25,7 @@ from pathlib import Path
 
 from kimi_tui import memory
 from kimi_tui.engines import compute_schedule
-from kimi_tui.lint import MIN_SAMPLES_PER_GPU, Lint
+from kimi_tui.lint import MIN_SAMPLES_PER_GPU, Lint, zero3_cpu_gather_finding
 
 __all__ = ["preflight", "probe_interpreter", "PROBE_CODE", "TOKENIZER_FILES", "host_ram_gb", "BF16_WHY", "BF16_FIX",
            "bf16_finding"]
@@ -497,6 +497,7 @@ def preflight(
     read_machine: bool = True,
     whisper: Path | None = None,
     batching: str = "official",
+    device: str = "auto",
 ) -> list[Lint]:
     """Every finding for running the official Kimi-Audio fine-tuning with these settings, errors first.
 
@@ -507,7 +508,8 @@ def preflight(
     and /proc/meminfo); ``read_machine=False`` reads neither. ``probe`` is a
     ready :func:`probe_interpreter` answer (tests, or a caller that caches it). Memory and disk are
     sized from ``base_model``'s config.json (and ``whisper``'s, default base_model/whisper-large-v3);
-    without one, for the published Kimi-Audio-7B, with a note saying so.
+    without one, for the published Kimi-Audio-7B, with a note saying so. ``device`` is engine.device:
+    "cpu", or an interpreter without CUDA, trains over gloo processes.
     """
     out: list[Lint] = []
     exe = python or sys.executable
@@ -516,6 +518,10 @@ def preflight(
     if probe is None:
         probe = probe_interpreter(exe)
     _check_interpreter(probe, exe, checkout, method, out)
+    if zero_stage == 3 and (device == "cpu" or probe.get("cuda") is False):
+        finding = zero3_cpu_gather_finding(probe.get("deepspeed"), num_gpus, exe)
+        if finding is not None:
+            out.append(finding)
     _check_checkout(checkout, base_model, out)
     if (finding := bf16_finding(bf16)) is not None:
         out.append(finding)

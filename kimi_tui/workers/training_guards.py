@@ -15,8 +15,8 @@ What trips it, checked at every log (so ``logging_steps`` sets how soon) and eve
   :data:`MEDIAN_WINDOW` logged norms, once :data:`MEDIAN_MIN_HISTORY` of them are known: an explosion
   shows as such a jump steps before the loss turns NaN, and clipping hides it from the loss;
 * a saved checkpoint, or the final model, holding a NaN, an infinity, or a weight of magnitude above
-  :data:`WEIGHT_LIMIT` (1e30: the 1e17-1e38 weights of the ZeRO-3 runs are far past any trained model,
-  and bf16 overflows to inf just above 3.4e38).
+  :data:`WEIGHT_LIMIT` (1e6: trained speech and language models keep every weight within about 1e3;
+  the corrupted ZeRO-3 weights were 7e9-1e38).
 
 Standard library only at import time (torch and safetensors are imported inside the functions): the
 module is copied next to the kimi-audio worker and run under the user's interpreter. Several ranks
@@ -38,7 +38,7 @@ GRAD_NORM_LIMIT = 1e8
 GRAD_NORM_JUMP = 1e4
 MEDIAN_WINDOW = 50
 MEDIAN_MIN_HISTORY = 5
-WEIGHT_LIMIT = 1e10
+WEIGHT_LIMIT = 1e6
 #: A checkpoint with non-finite weights is renamed with this suffix: no checkpoint-N name, so resume,
 #: export and evaluate never take it, and it is still there to look at.
 POISONED_SUFFIX = ".nonfinite"

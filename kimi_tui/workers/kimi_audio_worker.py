@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as a file from the project's copy: make its
 
 from kimi_tui.events import EventWriter  # noqa: E402
 import kimi_tui.workers.kimi_audio_batching as batching  # noqa: E402
+from kimi_tui.workers.training_guards import guard_final_model, training_guard  # noqa: E402
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full  # noqa: E402
 from kimi_tui.workers.deepspeed_setup import prepare_deepspeed  # noqa: E402
 from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env  # noqa: E402
@@ -500,6 +501,7 @@ def training_arguments(args: argparse.Namespace, ds_config: dict | None):
         remove_unused_columns=False,
         deepspeed=ds_config,
         prediction_loss_only=True,  # the evaluation loss is all that is logged; no logits are gathered
+        logging_nan_inf_filter=False,  # a NaN loss must reach the log (and the guard), not the running mean
     )
     if "warmup_ratio" not in names:  # transformers 5 folded it into warmup_steps (a float below 1 is a ratio)
         kwargs["warmup_steps"] = kwargs.pop("warmup_ratio")
@@ -626,6 +628,8 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
                                       max_len=args.model_max_length, kimia_token_offset=offset)
     eval_set = (LazySupervisedDataset(eval_data, whisper_model=whisper, text_tokenizer=tokenizer,
                                       max_len=args.model_max_length, kimia_token_offset=offset) if eval_data else None)
+    # After the events callback: it may set a poisoned checkpoint aside before anyone else sees it.
+    guard = training_guard(output, resume_from=args.resume_from or None, say=say)
     trainer_class, collator, loss_function, features = Trainer, train_set.collate_fn, compute_loss, None
     if args.batching == "kimi-tui":
         # Padded batches around the official model, the official loss per sample (kimi_audio_batching.py).
@@ -647,7 +651,7 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
         # A compute_loss_func tells the Trainer the loss is final: it is not divided by the accumulation
         # steps, on both paths, as in the official finetune.py.
         compute_loss_func=loss_function,
-        callbacks=[make_callback(events, args.total_steps, is_main)],
+        callbacks=[make_callback(events, args.total_steps, is_main), guard],
     )
     resume = args.resume_from or None
     if resume:
@@ -657,6 +661,7 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
     partial = output / "final.partial"
     try:
         trainer.train(resume_from_checkpoint=resume)
+        guard.verdict.raise_if_tripped(WorkerError)  # stopped early: no final model
         if features is not None and features.cache:
             say(f"Whisper ran {features.computed} time(s) for {len(features.kept)} clip(s) over the whole run")
         trainer.save_state()
@@ -670,6 +675,7 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
             shutil.rmtree(partial, ignore_errors=True)
             raise WorkerError(handle_disk_full(output, exc)) from None
         raise WorkerError("disk full (see rank 0)") from None
+    guard_final_model(guard, partial, WorkerError, step=trainer.state.global_step)
     if is_main:
         if args.method == "lora":
             atomic_write(partial / LORA_NOTE, json.dumps({"base": str(Path(args.model).resolve()),

@@ -184,3 +184,34 @@ def test_a_learning_rate_that_blows_up_the_whisper_run_ends_it_failed_naming_the
     assert max(steps) == 2  # stopped there, not run to the end on exploded weights
     assert math.isfinite(float(json.loads((project.training_dir / "checkpoint-1" / "trainer_state.json")
                                           .read_text(encoding="utf-8"))["log_history"][0]["loss"]))
+
+
+@pytest.mark.slow
+def test_two_zero3_ranks_stop_together_on_a_checkpoint_only_rank_0_reads(tmp_path):
+    """The verdict on a saved checkpoint is read on rank 0 and broadcast: both ranks stop at that step and
+    fail (none waits for the other in a collective), the poisoned checkpoint is set aside."""
+    from kimi_tui.config import save_config, set_field
+    from kimi_tui.pipeline import start
+    from kimi_tui.project import Project, init_project
+    from kimi_tui.runs import wait_run
+
+    project = init_project(tmp_path / "p", sample=True)
+    config = project.config
+    # Warm-up makes step 1's rate 0 (checkpoint-1 is the base model); step 2's 1.7e29 throws every weight out.
+    for key, value in (("train.learning_rate", 1e30), ("train.epochs", 4), ("train.batch_size", 2),
+                       ("train.gradient_accumulation_steps", 1), ("train.warmup_ratio", 0.5), ("train.save_steps", 1),
+                       ("train.logging_steps", 1), ("engine.device", "cpu"), ("train.num_gpus", 2),
+                       ("deepspeed.enabled", True), ("deepspeed.stage", 3)):
+        config = set_field(config, key, value)
+    save_config(project.config_path, config)
+    project = Project.load(project.root)
+    for stage in ("prepare", "extract", "convert"):
+        assert wait_run(start(project, stage)).state == "succeeded"
+    run = start(project, "train")
+    info = wait_run(run)
+    log_text = (run / "stdout.log").read_text(encoding="utf-8")
+    assert info.state == "failed", log_text[-3000:]
+    assert log_text.count("training diverged at step 2 (weights saved in checkpoint-2") >= 2, log_text[-3000:]  # both ranks
+    assert (project.training_dir / "checkpoint-2.nonfinite").is_dir() and (project.training_dir / "checkpoint-1").is_dir()
+    assert f"the last good checkpoint is {project.training_dir / 'checkpoint-1'}" in log_text
+    assert not (project.training_dir / "checkpoint-3").exists()

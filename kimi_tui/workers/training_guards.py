@@ -3,7 +3,9 @@
 A diverging run used to end "succeeded": the Trainer keeps stepping through a NaN loss (its
 ``logging_nan_inf_filter`` even replaces a NaN in the logged loss by the running mean), saves
 checkpoints of NaN or 1e38 weights, and the first to notice was evaluate, sampling NaN logits
-(full fine-tuning under ZeRO-3 on two CPU ranks, 2 runs of 3). The guard watches what the Trainer
+(full fine-tuning under ZeRO-3 on two CPU ranks, 2 runs of 3: DeepSpeed 0.16.9 loses parameter
+all-gathers on gloo, which the lint now refuses; this guard is the net for what no check foresees,
+a learning rate too high among them). The guard watches what the Trainer
 logs and what it saves, stops the run at the first sign, keeps a poisoned checkpoint out of resume
 and evaluation (renamed ``checkpoint-N.nonfinite``), and turns what it saw into the worker's error.
 

@@ -169,3 +169,16 @@ def test_convert_and_export_in_bf16_write_bf16_weights_without_an_fp32_copy(tmp_
     run_dir, log = run_stage(project, "export")
     assert "torch default dtype bfloat16" in log and "merging the LoRA adapters" in log and "(bfloat16)" in log
     assert dtypes(project.export_dir) == {"BF16"}
+
+
+@pytest.mark.slow
+def test_a_diverging_kimi_audio_run_fails_naming_the_step_and_never_succeeds(converted):
+    project = configure(converted, kimi_audio__method="full", train__batch_size=3, train__learning_rate=1e6,
+                        train__epochs=4, train__save_steps="auto")
+    run_dir = start(project, "train")
+    info = wait_run(run_dir)
+    log = (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
+    assert info.state == "failed", log[-3000:]
+    assert "training diverged at step" in log or "went non-finite at step" in log, log[-3000:]
+    assert not (project.training_dir / "final").exists()
+    configure(converted, kimi_audio__method="lora", train__learning_rate=1e-2)

@@ -6,7 +6,7 @@ Usage (repo root; on the GPU machine under the device's python3, on a CPU with -
     STEP: build extract convert train export evaluate (or all), run in that order.
 
 Each call may be a separate device call: state lives in .testbed/ at the repo root (ignored, kept while
-the machine stays warm) and the base model folders in /dev/shm/kimi-testbed at full size; results are
+the machine stays warm) and the base model folders in a tmpfs at full size; results are
 appended to .testbed/results.json and copied with a summary and logs to $OUT. A step whose inputs are
 missing (a cold machine) gets the steps it needs put before it, when the call's time allows.
 
@@ -14,7 +14,7 @@ What a step does: `build` builds the checkpoint (build_checkpoint.py, the offici
 kimi-tui kimi-audio project on the bundled sample (9 train + 10 test Mandarin clips; `prepare` run);
 the others run `kimi-tui run STAGE --project P --wait`. For each: wall time, peak GPU memory (NVML,
 the stage's processes; and torch's allocator peak), peak host RSS of the stage's processes, disk and
-/dev/shm used and the least free seen, the run's state and its last log lines. train runs with the
+tmpfs used and the least free seen, the run's state and its last log lines. train runs with the
 CUDA allocator capped at --cap-gib (80 GiB: "LoRA fits one 80 GB GPU") and is held against kimi-tui's
 preflight memory estimate (kimi_tui/memory.py).
 
@@ -51,7 +51,13 @@ GB = 1e9
 GIB = 2**30
 #: Seconds kept back at the end of a call: stopping a run past its time (kimi-tui stop: up to 30 s) + summary.
 RESERVE_S = 45
-SHM_ROOT = Path("/dev/shm/kimi-testbed")
+#: The RAM-backed folder at full size: a tmpfs of its own (its size cap is ours, not 50 % of whatever
+#: MemTotal the VM reported at boot), else /dev/shm.
+TMPFS_MOUNT = Path("/mnt/kimi-testbed")
+SHM_FALLBACK = Path("/dev/shm/kimi-testbed")
+#: RAM kept for the stage processes when deciding what may go to the tmpfs: the export holds the merged
+#: model and the LM it builds (~2 x 21 GB in bf16) plus Whisper; convert about as much.
+PROCESS_RESERVE_GB = 55
 #: Log lines not echoed (transformers warns once per Whisper tensor when the official KimiAudioModel
 #: loads Whisper inside its constructor under from_pretrained's meta-device init; harmless, hundreds of lines).
 NOISE = re.compile(r"copying from a non-meta parameter|module\._load_from_state_dict\(\*args\)")
@@ -92,9 +98,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kimi-python", help="interpreter with kimi-tui importable (default: made in STATE/ktvenv; --cpu: REPO/.venv/bin/python)")
     p.add_argument("--budget-s", type=float, default=555, help="seconds this call may take in all (the device gives 600)")
     p.add_argument("--base-on-shm", choices=("auto", "yes", "no"), default="auto",
-                   help="base model folder in /dev/shm (auto: yes at full size)")
+                   help="base model folder in the tmpfs (auto: yes at full size)")
     p.add_argument("--merged-on-shm", choices=("auto", "yes", "no"), default="auto",
-                   help="the export's LoRA-merged model in /dev/shm (auto: at full size, when RAM allows)")
+                   help="the export's LoRA-merged model in the tmpfs (auto: at full size, when RAM allows)")
+    p.add_argument("--on-tmpfs", default="", metavar="converted,export",
+                   help="also put the converted model and/or the export in the tmpfs (if the disk is short)")
+    p.add_argument("--tmpfs", help="the RAM-backed folder (default: a tmpfs mounted at /mnt/kimi-testbed at full "
+                                  "size, else /dev/shm/kimi-testbed)")
+    p.add_argument("--tmpfs-size-gb", type=int, default=100)
+    p.add_argument("--ram-gb", type=float, help="host RAM to plan with (default: MemTotal, at least 128 GiB on the "
+                                                 "GPU machine: its MemTotal can read low until memory is used)")
     p.add_argument("--cap-gib", type=float, default=80.0, help="CUDA allocator cap of the train stage (0: none)")
     p.add_argument("--skip-init", choices=("auto", "yes", "no"), default="auto",
                    help="skip the discarded random init in convert/export (auto: yes at full size); see testbed_env/testbed_controls.py")
@@ -215,7 +228,10 @@ def phase1(args: argparse.Namespace, argv: list[str]) -> None:
         for name in ("project", "models", "results.json", "torch_peaks"):
             path = state / name
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        shutil.rmtree(SHM_ROOT, ignore_errors=True)
+        for root in (TMPFS_MOUNT, SHM_FALLBACK, Path(args.tmpfs) if args.tmpfs else None):
+            if root is not None and root.is_dir():
+                for child in root.iterdir():
+                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
     if args.cpu:
         official = args.official_python or "/work/upstream/venv/bin/python"
         kimi = args.kimi_python or str(REPO / ".venv" / "bin" / "python")
@@ -269,7 +285,7 @@ class Tee:
 
 class ProcSampler:
     """Host RSS of every process tagged KIMI_TESTBED_TAG=<tag> (the stage's processes inherit it), and the
-    least free disk, /dev/shm and MemAvailable seen, every 0.5 s."""
+    least free disk, tmpfs and MemAvailable seen, every 0.5 s."""
 
     def __init__(self, tag: str, paths: dict[str, Path], interval: float = 0.5) -> None:
         self.needle = f"KIMI_TESTBED_TAG={tag}".encode() + b"\0"
@@ -355,12 +371,18 @@ class Bed:
         self.kimi_py = os.environ["KIMI_TESTBED_KIMI_PY"]
         self.checkout = Path(args.checkout).resolve()
         self.models = self.state / "models"
-        shm_ok = SHM_ROOT.parent.is_dir()
-        self.base_on_shm = args.base_on_shm == "yes" or (args.base_on_shm == "auto" and self.full and shm_ok)
-        self.base = (SHM_ROOT if self.base_on_shm else self.models) / "Kimi-Audio-7B"
+        self.tmpfs, how = self.tmpfs_root()
+        say(f"tmpfs: {self.tmpfs} ({how})")
+        total = meminfo().get("MemTotal", 0)
+        device = self.full and not args.cpu
+        self.ram = args.ram_gb * GB if args.ram_gb else max(total, 0.97 * 128 * GIB if device else 0)
+        self.on_tmpfs = {x.strip() for x in args.on_tmpfs.split(",") if x.strip()}
+        self.base_on_shm = args.base_on_shm == "yes" or (args.base_on_shm == "auto" and self.full)
+        self.base = (self.tmpfs if self.base_on_shm else self.models) / "Kimi-Audio-7B"
         self.glm4 = self.models / "glm-4-voice-tokenizer"
         self.project = self.state / "project"
         self.results_path = self.state / "results.json"
+        self.link_outputs()
         self.logs = self.state / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.call_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.t0))
@@ -370,6 +392,63 @@ class Bed:
         self.records: list[dict] = []
         self.stage_logs: list[Path] = []
         self.notes: list[str] = []
+
+    # -- where the big folders go -------------------------------------------------------------------
+
+    def tmpfs_root(self) -> tuple[Path, str]:
+        if self.args.tmpfs:
+            Path(self.args.tmpfs).mkdir(parents=True, exist_ok=True)
+            return Path(self.args.tmpfs), "--tmpfs"
+        if not self.full:
+            SHM_FALLBACK.mkdir(parents=True, exist_ok=True)
+            return SHM_FALLBACK, "/dev/shm at tiny size"
+        mounts = Path("/proc/mounts").read_text() if Path("/proc/mounts").exists() else ""
+        if any(line.split()[1] == str(TMPFS_MOUNT) for line in mounts.splitlines() if len(line.split()) > 1):
+            return TMPFS_MOUNT, "a tmpfs of the test bed's, mounted by an earlier call"
+        TMPFS_MOUNT.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.args.tmpfs_size_gb}g", "tmpfs",
+                              str(TMPFS_MOUNT)], capture_output=True, text=True)
+        if out.returncode == 0:
+            return TMPFS_MOUNT, f"a tmpfs mounted now, capped at {self.args.tmpfs_size_gb} GB"
+        SHM_FALLBACK.mkdir(parents=True, exist_ok=True)
+        return SHM_FALLBACK, f"mounting a tmpfs failed ({(out.stderr or out.stdout).strip()[:200]}): /dev/shm"
+
+    def link_outputs(self) -> None:
+        """--on-tmpfs: project folders that are links into the tmpfs (the official code writes through them)."""
+        for name, rel in (("converted", Path("models") / "base"), ("export", Path("exports") / "final")):
+            path = self.project / rel
+            if name not in self.on_tmpfs or not self.project.exists() or path.is_symlink():
+                continue
+            target = self.tmpfs / name
+            target.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                shutil.rmtree(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.symlink_to(target, target_is_directory=True)
+            say(f"{rel} -> {target} (tmpfs)")
+
+    def on_tmpfs_path(self, path: Path) -> bool:
+        try:
+            real = Path(os.path.realpath(path))
+            return real == self.tmpfs or self.tmpfs in real.parents
+        except OSError:
+            return False
+
+    def tmpfs_room(self) -> float:
+        """Bytes the tmpfs may still take: its own free space, and the RAM left after what it holds and the
+        stage processes' reserve."""
+        free = shutil.disk_usage(self.tmpfs).free
+        return max(0.0, min(free, self.ram - du(self.tmpfs) - PROCESS_RESERVE_GB * GB * (1 if self.full else 0.0)))
+
+    @staticmethod
+    def clear(path: Path) -> None:
+        """Remove a folder's contents; a link into the tmpfs stays a link (its target is emptied)."""
+        if path.is_symlink():
+            target = Path(os.path.realpath(path))
+            for child in target.iterdir() if target.is_dir() else []:
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        elif path.exists():
+            shutil.rmtree(path, ignore_errors=True)
 
     # -- time ---------------------------------------------------------------------------------------
 
@@ -470,6 +549,7 @@ class Bed:
         for key, value in values.items():
             config = set_field(config, key, value)
         save_config(project.config_path, config)
+        self.link_outputs()
         if missing:
             note = (f"kimi-tui has no [kimi_audio] {', '.join(missing)} yet: run without "
                     f"({'fp32 convert/export: ~41.6 + 45 GB at full size' if 'convert_bf16' in missing else ''})")
@@ -548,35 +628,39 @@ class Bed:
             return [("base model + whisper-large-v3", self.base.parent, base + margin),
                     ("GLM-4 tokenizer", self.models, 1.5 * GB + margin if self.full else margin)]
         if step == "convert":
-            return [("converted model", self.project, n["kimi_audio"] * self.bytes_per_param("convert") + margin)]
+            where = self.tmpfs if "converted" in self.on_tmpfs else self.project
+            return [("converted model", where, n["kimi_audio"] * self.bytes_per_param("convert") + margin)]
         if step == "train":
             return [("checkpoints (LoRA)", self.project, 1 * GB if self.full else margin)]
         if step == "export":
             merged = n["kimi_audio"] * self.bytes_per_param("convert")
             export = (n["lm"] + n["whisper"]) * self.bytes_per_param("export")
             shm = self.merged_on_shm(merged)
+            if "export" in self.on_tmpfs:
+                out = [("export (tmpfs)", self.tmpfs, export + margin + (merged if shm else 0))]
+                if not shm:
+                    out.append(("LoRA-merged model", self.project, merged + margin))
+                return out
             out = [("export", self.project, export + margin + (0 if shm else merged))]
             if shm:
-                out.append(("LoRA-merged model (/dev/shm)", SHM_ROOT.parent, merged + margin))
+                out.append(("LoRA-merged model (tmpfs)", self.tmpfs, merged + margin))
             return out
         return [("evaluations", self.project, 0.2 * GB if self.full else margin)]
 
     def merged_on_shm(self, merged_bytes: float) -> bool:
         if self.args.merged_on_shm != "auto":
             return self.args.merged_on_shm == "yes"
-        if not self.full or not SHM_ROOT.parent.is_dir():
+        if not self.full:
             return False
-        # the export's processes hold ~2 models in RAM (the merged one loaded + the LM built for the export)
-        avail = meminfo().get("MemAvailable", 0)
-        return avail - merged_bytes > 2.2 * merged_bytes
+        export = (self.params()["lm"] + self.params()["whisper"]) * self.bytes_per_param("export")
+        extra = export if "export" in self.on_tmpfs else 0
+        return merged_bytes + extra <= self.tmpfs_room()
 
     def check_space(self, step: str) -> str | None:
         problems = []
         for what, where, need in self.needs(step):
             where.mkdir(parents=True, exist_ok=True)
-            free = shutil.disk_usage(where).free
-            if where == SHM_ROOT.parent or str(where).startswith("/dev/shm"):
-                free = min(free, meminfo().get("MemAvailable", free))
+            free = self.tmpfs_room() if self.on_tmpfs_path(where) else shutil.disk_usage(where).free
             say(f"  space for {what}: {need / GB:.2f} GB needed at {where}, {free / GB:.2f} GB free")
             if free < need:
                 problems.append(f"{what} needs {need / GB:.1f} GB at {where}, only {free / GB:.1f} GB free")
@@ -586,9 +670,9 @@ class Bed:
 
     def usage(self) -> dict:
         out = {"project_gb": round(du(self.project) / GB, 3), "models_gb": round(du(self.models) / GB, 3),
-               "shm_gb": round(du(SHM_ROOT) / GB, 3)}
+               "shm_gb": round(du(self.tmpfs) / GB, 3)}
         for key, path in (("disk_free_gb", self.project if self.project.exists() else self.state),
-                          ("shm_free_gb", Path("/dev/shm"))):
+                          ("shm_free_gb", self.tmpfs)):
             try:
                 out[key] = round(shutil.disk_usage(path).free / GB, 2)
             except OSError:
@@ -603,7 +687,7 @@ class Bed:
         peaks_dir = self.state / "torch_peaks" / f"{self.call_id}-{tag}"
         os.environ["KIMI_TESTBED_TAG"] = tag
         os.environ["KIMI_TESTBED_TORCH_PEAK_DIR"] = str(peaks_dir)
-        paths = {"disk": self.project if self.project.exists() else self.state, "shm": Path("/dev/shm")}
+        paths = {"disk": self.project if self.project.exists() else self.state, "shm": self.tmpfs}
         t0 = time.time()
         try:
             with GpuSampler(interval=0.25) as gpu, ProcSampler(tag, paths) as procs:
@@ -744,6 +828,8 @@ class Bed:
             record["init_cost"] = self.init_cost()
             if (self.project / "kimi-tui.toml").exists():
                 shutil.rmtree(self.project)  # a new checkpoint: a new project (its outputs derive from the old one)
+            for name in ("converted", "export", "final-merged"):  # what its links pointed at
+                shutil.rmtree(self.tmpfs / name, ignore_errors=True)
             record["config"] = self.make_project()
             prep = self.ensure_prepared()
             if prep is not None:
@@ -793,19 +879,19 @@ class Bed:
         merged_link = None
         if stage == "convert" and (self.project / "models" / "base").exists():
             say("  removing the previous converted model (a new convert writes it whole)")
-            shutil.rmtree(self.project / "models" / "base", ignore_errors=True)
+            self.clear(self.project / "models" / "base")
         if stage == "export":
             # kimi-tui keeps a previous export aside (exports/final.<time>): 22.6 GB the disk has no room for
             for old in [self.project / "exports" / "final", *(self.project / "exports").glob("final.*")]:
-                if old.exists():
+                if old.exists() and (old.is_symlink() or any(old.iterdir())):
                     say(f"  removing a previous export: {old}")
-                    shutil.rmtree(old, ignore_errors=True)
-            shutil.rmtree(SHM_ROOT / "final-merged", ignore_errors=True)
+                    self.clear(old)
+            shutil.rmtree(self.tmpfs / "final-merged", ignore_errors=True)
             n = self.params()
             if self.merged_on_shm(n["kimi_audio"] * self.bytes_per_param("convert")):
                 # the worker saves the merged model to training/final-merged.partial, then renames it to
                 # training/final-merged: a link there makes it land in /dev/shm (the rename moves the link)
-                target = SHM_ROOT / "final-merged"
+                target = self.tmpfs / "final-merged"
                 target.mkdir(parents=True, exist_ok=True)
                 merged_link = self.project / "training" / "final-merged.partial"
                 if merged_link.is_symlink() or merged_link.exists():
@@ -814,11 +900,13 @@ class Bed:
                 say(f"  LoRA-merged model -> {target} (tmpfs)")
         record = self.run_kimi_stage(stage, timeout, extra)
         record["env"] = extra
+        record["placement"] = {"tmpfs": str(self.tmpfs), "base_model": str(self.base),
+                               "merged_on_tmpfs": merged_link is not None, "on_tmpfs": sorted(self.on_tmpfs)}
         if stage == "export":
             for leftover in (self.project / "training" / "final-merged", merged_link):
                 if leftover is not None and leftover.is_symlink():
                     leftover.unlink()
-            shutil.rmtree(SHM_ROOT / "final-merged", ignore_errors=True)
+            shutil.rmtree(self.tmpfs / "final-merged", ignore_errors=True)
             record["usage_after"] = self.usage()
         if stage == "train":
             record.update(self.train_extras(record))
@@ -877,7 +965,9 @@ class Bed:
             est[label] = {"tokens": int(tokens), "gpu_gb": round(e.gpu_gb_per_gpu, 2),
                           "model_states_gb": round(e.model_states_gb, 2), "activations_gb": round(e.activations_gb, 2),
                           "host_ram_gb": round(e.host_ram_gb, 1)}
-        measured = record.get("gpu_peak_gib")
+        # NVML's per-process figure (the stage's processes); the device's used memory if NVML lists no process
+        measured = record.get("gpu_peak_gib") or record.get("gpu_device_used_peak_gib")
+        extras["measured_from"] = "NVML processes" if record.get("gpu_peak_gib") else "NVML device used"
         if measured:
             measured_gb = measured * GIB / GB
             for value in est.values():
@@ -963,7 +1053,8 @@ class Bed:
             state = str(r.get("state", ""))
             u = r.get("usage_after") or {}
             lines.append(
-                f"{r.get('stage', ''):9} {state[:10]:10} {r.get('wall_s', '-')!s:>7} {r.get('gpu_peak_gib', '-')!s:>8} "
+                f"{r.get('stage', ''):9} {state[:10]:10} {r.get('wall_s', '-')!s:>7} "
+                f"{r.get('gpu_peak_gib') or r.get('gpu_device_used_peak_gib') or '-'!s:>8} "
                 f"{r.get('torch_max_reserved_gib', '-')!s:>9} {r.get('host_rss_peak_gib', '-')!s:>8} "
                 f"{u.get('project_gb', '-')!s:>8} {u.get('shm_gb', '-')!s:>7} {r.get('disk_free_min_gb', '-')!s:>8}")
             if len(state) > 10:

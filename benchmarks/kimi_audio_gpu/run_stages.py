@@ -864,7 +864,7 @@ class Bed:
             export = n["lm"] / normal + n["lm"] / uniform
             result[name] = {"normal_per_s": round(normal), "uniform_per_s": round(uniform),
                             "convert_s": round(convert), "export_s": round(export)}
-        say(f"  discarded random init on this CPU (the official convert/export build then overwrite): "
+        say("  discarded random init on this CPU (the official convert/export build then overwrite): "
             + "; ".join(f"{k} convert ~{v['convert_s']} s, export ~{v['export_s']} s" for k, v in result.items()))
         return result
 

@@ -53,8 +53,9 @@ def say(message: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def synthetic_samples(folder: Path, n: int, seconds: float, chars: int, offset: int, seed: int = 0) -> list[dict]:
-    """n ASR samples in the official JSONL shape: a noise clip, its GLM-4 tokens (12.5 Hz), a transcript."""
+def synthetic_samples(folder: Path, n: int, seconds, chars, offset: int, seed: int = 0) -> list[dict]:
+    """n ASR samples in the official JSONL shape: a noise clip, its GLM-4 tokens (12.5 Hz), a transcript.
+    ``seconds`` and ``chars`` are one value for all, or a list (one per sample)."""
     import numpy as np
     import soundfile
 
@@ -63,13 +64,15 @@ def synthetic_samples(folder: Path, n: int, seconds: float, chars: int, offset: 
     folder.mkdir(parents=True, exist_ok=True)
     samples = []
     for i in range(n):
-        frames = int(seconds * 16000)
+        clip_s = seconds[i % len(seconds)] if isinstance(seconds, list) else seconds
+        n_chars = chars[i % len(chars)] if isinstance(chars, list) else chars
+        frames = int(clip_s * 16000)
         path = folder / f"clip{i:03d}.wav"
         if not path.exists():
             soundfile.write(str(path), (rng.standard_normal(frames) * 0.1).astype("float32"), 16000)
         tokens = (offset + rng.integers(0, 16384, (frames - 1) // 1280 + 1)).tolist()
         start = int(rng.integers(0, len(text)))
-        transcript = (text * 3)[start:start + chars]
+        transcript = (text * 3)[start:start + n_chars]
         samples.append({"task_type": "understanding", "conversation": [
             {"role": "user", "message_type": "text", "content": "请将语音内容转录为文字。"},
             {"role": "user", "message_type": "audio", "content": str(path), "audio_tokens": tokens},
@@ -228,6 +231,21 @@ def run_one(args) -> dict:
         result["trained_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         result["build_s"] = time.perf_counter() - began
         flops_per_token = 4 * result["lm_matrix_params"]
+        if args.one == "batched" and args.check_batches:
+            # The proof at full size, on this model, before its speed is worth anything (bf16: rounding only).
+            import kimi_tui.workers.kimi_audio_batching as batching
+            from finetune import compute_loss
+            from finetune_codes.datasets import LazySupervisedDataset
+
+            lm = batching.unwrap(model)
+            mixed = synthetic_samples(Path(args.work) / "varied", 4, [8.0, 2.0, 5.0, 3.0], [30, 6, 18, 10], offset, 1)
+            dataset = LazySupervisedDataset(mixed, whisper_model=lm.whisper_model, text_tokenizer=tokenizer,
+                                            max_len=8192, kimia_token_offset=lm.config.kimia_token_offset)
+            varied = batching.KeyedDataset(dataset, mixed)
+            with torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16):
+                result["equivalence"] = batching.check_equivalence(model, varied, dataset.collate_fn, compute_loss, 4)
+            model.train()
+            lm.forward = type(lm).forward.__get__(lm)  # train_once installs the batched forward afresh
         if args.one == "official":
             result.update(train_once(args, model, samples, tokenizer, batch=1, accumulation=4, batched=False,
                                      steps=args.steps))
@@ -275,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="/tmp/kimi_audio_gpu_bench")
     parser.add_argument("--out", default="")
     parser.add_argument("--timeout", type=float, default=300, help="seconds a setup may take")
+    parser.add_argument("--check-batches", type=int, default=1, help="1: check_equivalence on the model first")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",")]

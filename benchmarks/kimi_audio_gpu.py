@@ -92,7 +92,8 @@ def build_model(args, layers: int | None = None):
     if layers is not None:  # the offload setup: as deep as the host RAM allows, one MIMO layer
         values.update(num_hidden_layers=layers, kimia_mimo_layers=1, kimia_mimo_transformer_from_layer_index=layers - 1)
     device = "cuda" if torch.cuda.is_available() and layers is None else "cpu"
-    return build(KimiAudioModel, KimiAudioConfig(**values), device, torch.bfloat16)
+    # Whisper comes from from_pretrained inside the constructor, which leaves it on the CPU: move it all.
+    return build(KimiAudioModel, KimiAudioConfig(**values), device, torch.bfloat16).to(device)
 
 
 def lm_matrix_params(model) -> int:

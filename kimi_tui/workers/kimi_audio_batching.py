@@ -326,24 +326,34 @@ def check_equivalence(model, dataset, official_collate, official_loss, batch_siz
         model.zero_grad(set_to_none=True)
         return out
 
+    device = lm.model.embed_tokens.weight.device
+
+    def moved(value):  # what the Trainer's _prepare_inputs does for the official batch
+        if isinstance(value, torch.Tensor):
+            return value.to(device)
+        if isinstance(value, (list, tuple)):
+            return type(value)(moved(v) for v in value)
+        return value
+
     model.zero_grad(set_to_none=True)
     solo_losses, official_grads = [], None
     for item in items:
         single = official_collate([{k: v for k, v in item.items() if k != "audio_key"}])
+        single = {k: moved(v) for k, v in single.items()}
         loss = official_loss(model(**{k: v for k, v in single.items() if k != "labels"}), single["labels"])
         loss.backward()
         solo_losses.append(float(loss.detach()))
         g = grads()
         official_grads = g if official_grads is None else {n: official_grads[n] + g[n] for n in g}
     features = install(model, cache_whisper=whisper_is_frozen(lm))
-    batch = collate(items)
+    batch = {k: moved(v) for k, v in collate(items).items()}
     labels = batch.pop("labels")
     losses = per_sample_losses(model(**batch), labels)
     losses.sum().backward()
     batched_grads = grads()
     alone = []
     for item in items:
-        one = collate([item])
+        one = {k: moved(v) for k, v in collate([item]).items()}
         one_labels = one.pop("labels")
         alone.append(float(per_sample_losses(model(**one), one_labels).detach()[0]))
     num = sum(float((batched_grads[n] - official_grads[n]).pow(2).sum()) for n, _ in params)

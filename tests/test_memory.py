@@ -152,3 +152,23 @@ def test_the_preflight_refuses_a_batch_that_cannot_fit_and_names_the_batch():
     small = preflight(method="lora", zero_stage=0, batch_size=8, max_audio_tokens=150, gpu_memory_gb=80,
                       gpus_here=1, host_ram=512, read_machine=False, probe={}, batching="kimi-tui")
     assert not [f for f in small if f.level == "error" and f.field == "deepspeed.stage"]
+
+
+# Peaks measured on one H200 (NVML, the training process), 2026-12-01, random-initialised full-size
+# Kimi-Audio-7B (benchmarks/kimi_audio_gpu/: run_stages.py and kimi_audio_gpu.py), LoRA r=8, bf16.
+MEASURED_H200 = [
+    # (what ran, estimate arguments, measured peak in GiB)
+    ("the train stage: kimi-tui batching, 3 x 69 tokens", dict(tokens=69, batch_size=3, batched=True), 21.95),
+    ("the official loop: micro-batch 1 x 150 tokens", dict(tokens=150, batch_size=1, batched=False), 22.25),
+    ("kimi-tui batching: 48 x 150 tokens", dict(tokens=150, batch_size=48, batched=True), 71.40),
+]
+
+
+@pytest.mark.parametrize("what, kwargs, measured_gib", MEASURED_H200, ids=[m[0] for m in MEASURED_H200])
+def test_the_lora_estimate_is_within_15_percent_of_the_peak_measured_at_full_size(what, kwargs, measured_gib):
+    from kimi_tui import memory as m
+
+    estimate = m.estimate("lora", 0, **kwargs).gpu_gb_per_gpu
+    measured = measured_gib * 2**30 / 1e9
+    assert 0.85 <= estimate / measured <= 1.15, f"{what}: estimate {estimate:.1f} GB, measured {measured:.1f} GB"
+    assert estimate >= measured * 0.98  # and errs on the side of fitting: never far below what ran

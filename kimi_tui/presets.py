@@ -53,15 +53,18 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "kimi-audio-lora-1gpu": (
-        "Kimi-Audio on one 80 GB GPU: LoRA r=8 on the language model's attention (base frozen in bf16, "
-        "~30-35 GB), micro batch 1 x accumulation 8, lr 1e-4, bf16, no DeepSpeed. Measured ~17x faster per "
-        "step than the seed's ZeRO-3 + CPU offload fix, without ~280 GB of host RAM.",
+        "Kimi-Audio on one 80 GB GPU: LoRA r=8 on the language model's attention (base frozen in bf16), "
+        "kimi-tui's batching: 8 clips per forward x accumulation 1 (the optimizer step of the official 1 x 8), "
+        "Whisper features once per clip, lr 1e-4, bf16, no DeepSpeed. Measured at full size on an H200: "
+        "batched LoRA 25.8x the official micro-batch 1 (batch 48: 96.6 against 3.75 samples/s, 71 GiB), "
+        "without the ~280 GB of host RAM of the seed's offload fix.",
         {
             "engine.name": "kimi-audio",
             "kimi_audio.method": "lora",
             "kimi_audio.lora_rank": 8,
-            "train.batch_size": 1,
-            "train.gradient_accumulation_steps": 8,
+            "kimi_audio.batching": "kimi-tui",
+            "train.batch_size": 8,
+            "train.gradient_accumulation_steps": 1,
             "train.learning_rate": 1e-4,
             "train.warmup_ratio": 0.05,
             "train.lr_scheduler": "cosine",

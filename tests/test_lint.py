@@ -238,7 +238,8 @@ def test_the_kimi_audio_presets_fit_their_80_gb_gpus_with_128_gb_of_host_ram(pre
         save_steps=t.save_steps, num_gpus=t.num_gpus, method=ka.method, zero_stage=ds.stage if ds.enabled else 0,
         offload_optimizer=ds.offload_optimizer, offload_param=ds.offload_param, gpu_memory_gb=80, gpus_here=gpus,
         host_ram=128, probe={"transformers": "4.49.0", "torch": "2.6.0", "cuda": True, "flash_attn": "2.7.4",
-                             "deepspeed": "0.16.9", "peft": "0.15.2"}, read_machine=False,
+                             "deepspeed": "0.16.9", "peft": "0.15.2"}, read_machine=False, batching=ka.batching,
+        max_audio_tokens=ka.max_audio_tokens,
     )
     assert [f for f in findings if f.level == "error"] == [], findings
 

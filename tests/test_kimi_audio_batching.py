@@ -51,6 +51,7 @@ def check_batching(project: Project, *extra: str, bf16: bool = False) -> dict:
 
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_a_padded_batch_gives_the_loss_and_gradients_of_the_official_single_sample_forwards(converted, method):
+    """... and padding never changes a sample's loss (each sample alone against the same in the batch)."""
     project = configure(converted, kimi_audio__method=method, train__batch_size=4)
     report = check_batching(project, "--samples", "4")
     assert report["samples"] == 4 and len(set(report["lengths"])) > 1  # really padded: lengths differ
@@ -63,6 +64,9 @@ def test_a_padded_batch_gives_the_loss_and_gradients_of_the_official_single_samp
     assert report["whisper_cached"] is (method == "lora")
     if method == "lora":
         assert report["whisper_passes"] == 4
+    assert report["max_padding_difference"] < 1e-6
+    for alone, batched in zip(report["alone_in_batch_losses"], report["batched_losses"]):
+        assert alone == pytest.approx(batched, abs=1e-6)
 
 
 def test_in_bf16_the_batched_path_agrees_within_bf16_rounding(converted):
@@ -70,14 +74,6 @@ def test_in_bf16_the_batched_path_agrees_within_bf16_rounding(converted):
                             "--tolerance", "3e-2", bf16=True)
     assert report["passed"], report
     assert report["gradient_relative_error"] < 3e-2 and report["max_loss_difference"] < 3e-2
-
-
-def test_padding_never_changes_a_samples_loss(converted):
-    report = check_batching(configure(converted, kimi_audio__method="lora", train__batch_size=3), "--samples", "3")
-    assert max(report["lengths"]) > min(report["lengths"])
-    assert report["max_padding_difference"] < 1e-6
-    for alone, batched in zip(report["alone_in_batch_losses"], report["batched_losses"]):
-        assert alone == pytest.approx(batched, abs=1e-6)
 
 
 def test_the_check_fails_loudly_when_the_batched_path_is_wrong(converted):
@@ -149,12 +145,26 @@ def test_official_batching_with_a_batch_above_one_is_an_error_naming_the_fix(con
     configure(converted, kimi_audio__batching="kimi-tui", train__batch_size=1)
 
 
-def test_convert_and_export_in_bf16_write_bf16_weights_without_an_fp32_copy(tmp_path):
+@pytest.mark.slow
+def test_a_diverging_kimi_audio_run_fails_naming_the_step_and_never_succeeds(converted):
+    project = configure(converted, kimi_audio__method="full", train__batch_size=3, train__learning_rate=1e6,
+                        train__epochs=4, train__save_steps="auto")
+    run_dir = start(project, "train")
+    info = wait_run(run_dir)
+    log = (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
+    assert info.state == "failed", log[-3000:]
+    assert "training diverged at step" in log or "went non-finite at step" in log, log[-3000:]
+    assert not (project.training_dir / "final").exists()
+    configure(converted, kimi_audio__method="lora", train__learning_rate=1e-2)
+
+
+def test_convert_and_export_in_bf16_write_bf16_weights_without_an_fp32_copy(converted):
+    """Last in the module: it converts the shared project's model again, in bf16."""
     from safetensors import safe_open
 
-    project = kimi_project(tmp_path, **{"kimi_audio.convert_bf16": True, "kimi_audio.export_bf16": True})
-    for stage in ("prepare", "extract", "convert"):
-        run_dir, log = run_stage(project, stage)
+    project = configure(converted, kimi_audio__convert_bf16=True, kimi_audio__export_bf16=True,
+                        kimi_audio__method="lora", train__batch_size=3, train__learning_rate=1e-2, train__epochs=2)
+    run_dir, log = run_stage(project, "convert")
     assert "torch default dtype bfloat16" in log
 
     def dtypes(folder):
@@ -169,16 +179,3 @@ def test_convert_and_export_in_bf16_write_bf16_weights_without_an_fp32_copy(tmp_
     run_dir, log = run_stage(project, "export")
     assert "torch default dtype bfloat16" in log and "merging the LoRA adapters" in log and "(bfloat16)" in log
     assert dtypes(project.export_dir) == {"BF16"}
-
-
-@pytest.mark.slow
-def test_a_diverging_kimi_audio_run_fails_naming_the_step_and_never_succeeds(converted):
-    project = configure(converted, kimi_audio__method="full", train__batch_size=3, train__learning_rate=1e6,
-                        train__epochs=4, train__save_steps="auto")
-    run_dir = start(project, "train")
-    info = wait_run(run_dir)
-    log = (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
-    assert info.state == "failed", log[-3000:]
-    assert "training diverged at step" in log or "went non-finite at step" in log, log[-3000:]
-    assert not (project.training_dir / "final").exists()
-    configure(converted, kimi_audio__method="lora", train__learning_rate=1e-2)

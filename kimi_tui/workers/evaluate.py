@@ -21,6 +21,7 @@ from pathlib import Path
 from kimi_tui.evaluate.normalise import Normaliser, NormaliserOptions
 from kimi_tui.evaluate.textfile import read_id_text
 from kimi_tui.evaluate.report import build_report, load_evaluation, render_markdown
+from kimi_tui.evaluate.state import FORMAT, evaluation_state
 from kimi_tui.events import EventWriter
 from kimi_tui.fsutil import atomic_write_json, atomic_write_text
 
@@ -29,16 +30,19 @@ def _pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:
     return [tuple(v.split("=", 1)) for f, v in zip(argv, argv[1:]) if f == flag]  # type: ignore[misc]
 
 
-def write_references(output: Path, transcribe: list[str]) -> list[str]:
-    """references.jsonl from the Kimi-format JSONL files the transcriber reads; returns the splits."""
+def write_references(output: Path, transcribe: list[str]) -> tuple[list[str], dict[str, int]]:
+    """references.jsonl from the Kimi-format JSONL files the transcriber reads; returns the splits
+    and the clips of each."""
     lines = []
     splits = []
+    clips: dict[str, int] = {}
     for split, path in _pairs(transcribe, "--jsonl"):
         splits.append(split)
         table, _ = read_id_text(path)  # Kimi format: the sample's id (else its audio's stem) and the assistant text
+        clips[split] = len(table)
         lines += [json.dumps({"split": split, "id": i, "reference": r}, ensure_ascii=False) + "\n" for i, r in table.items()]
     atomic_write_text(output / "references.jsonl", "".join(lines))
-    return splits
+    return splits, clips
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,28 +66,50 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_jsonl and args.train_jsonl.exists():
         with open(args.train_jsonl, encoding="utf-8") as fh:
             n_train = sum(1 for line in fh if line.strip())
-    splits = write_references(args.output, transcribe)
-    atomic_write_json(args.output / "evaluation.json", {
-        "models": [name for name, _ in _pairs(transcribe, "--model")],
-        "model_paths": dict(_pairs(transcribe, "--model")),
+    splits, clips = write_references(args.output, transcribe)
+    models = _pairs(transcribe, "--model")
+    # The plan goes down before transcription: every reader can then tell a model that has not
+    # (or never will have) its predictions from one that has them all (kimi_tui.evaluate.state).
+    plan = {
+        "format": FORMAT,
+        "models": [name for name, _ in models],
+        "model_paths": dict(models),
+        "model_present": {name: Path(path).exists() for name, path in models},
         "splits": splits,
+        "clips": clips,
         "n_train_utterances": n_train,
         "created": time.time(),
-    })
+    }
+    atomic_write_json(args.output / "evaluation.json", plan)
+    for name, path in models:
+        if not plan["model_present"][name]:  # gone between the plan and now: say so, transcribe the rest
+            print(f"evaluate: {name}: {path} does not exist", flush=True)
     print("evaluate: " + " ".join(transcribe[:3]) + " ...", flush=True)
-    code = subprocess.call(transcribe)
-    if code != 0:
-        print(f"evaluate: transcription failed with exit code {code}", flush=True)
-        events.error(f"transcription failed with exit code {code}")
-        return code
+    code = subprocess.call(transcribe)  # a stop (SIGINT to the group) ends here: the run says "stopped"
+    atomic_write_json(args.output / "evaluation.json", {**plan, "finished": time.time(), "transcriber_exit": code})
+    state = evaluation_state(args.output)
+    for m in state.models:
+        if m.state == "failed":
+            print(f"evaluate: {m.name} failed: {m.error}", flush=True)
+            events.error(f"{m.name}: {m.error}")
+    unfinished = [m for m in state.models if m.state in ("partial", "pending", "running")]
+    if unfinished or not any(m.state == "complete" for m in state.models):
+        # Nothing to score, or models a resume can still finish: no metrics.json (the mark of the end).
+        message = f"transcription failed with exit code {code}" if code else "transcription left models unfinished"
+        print(f"evaluate: {message}: {state.missing()}", flush=True)
+        events.error(f"{message}: {state.missing()}")
+        return code or 1
     normaliser = Normaliser(NormaliserOptions(numbers=args.numbers, fillers=args.fillers, mixed=args.mixed))
-    report = build_report(load_evaluation(args.output), normaliser, resamples=args.resamples)
+    report = build_report(load_evaluation(args.output, state=state), normaliser, resamples=args.resamples)
     atomic_write_json(args.output / "metrics.json", report)
     markdown = render_markdown(report)
     atomic_write_text(args.output / "report.md", markdown)
     print(markdown, flush=True)
     events.artifact("metrics", args.output / "metrics.json")
     events.artifact("report", args.output / "report.md")
+    if not state.complete:
+        print(f"evaluate: {state.state}: {state.missing()} (the report scores the complete models only)", flush=True)
+        return code or 1
     return 0
 
 

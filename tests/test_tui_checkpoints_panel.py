@@ -190,3 +190,131 @@ def test_palette_commands_and_keys_are_named(project: Project) -> None:
     titles = [title for title, _help, _callback in CheckpointsPanel(project).palette_commands()]
     assert {"Checkpoints: refresh", "Checkpoints: evaluate marked", "Checkpoints: delete"} <= set(titles)
     assert all(binding.id and binding.tooltip for binding in CheckpointsPanel.BINDINGS)
+
+
+# ---------------------------------------------------------------------------
+# Unreadable checkpoints (permissions, I/O errors) are named as such, not as "incomplete"
+
+
+def _deny_reading(monkeypatch, *names: str) -> None:
+    """Reading the named files (a file name, or a full path) raises PermissionError, as it does for a user
+    without read permission (the tests run as root, which reads everything)."""
+    import builtins
+    import io
+
+    from kimi_tui import checkpoints
+
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):
+        path = Path(str(file))
+        if (path.name in names or str(path) in names) and path.exists():
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "open", guarded, raising=False)  # the weights check
+    monkeypatch.setattr(io, "open", guarded)  # Path.read_text (trainer_state.json)
+
+
+def test_unreadable_trainer_state_or_weights_are_named_with_the_os_error(tmp_path: Path, monkeypatch) -> None:
+    from kimi_tui.checkpoints import list_checkpoints
+
+    training = tmp_path / "training"
+    make_checkpoint(training, 10)
+    make_checkpoint(training, 20, complete=False)
+    shards = make_checkpoint(training, 30)
+    (shards / "model.safetensors").unlink()
+    (shards / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-1.safetensors"}}))
+    _deny_reading(monkeypatch, "trainer_state.json")
+    by_name = {c.name: c for c in list_checkpoints(training)}
+    c10 = by_name["checkpoint-10"]
+    assert (c10.state, c10.complete) == ("unreadable", False)
+    assert c10.problem == "unreadable: trainer_state.json: Permission denied"
+    assert isinstance(c10.error, PermissionError)
+    assert by_name["checkpoint-20"].state == "incomplete"
+    assert by_name["checkpoint-20"].problem == "incomplete: no trainer_state.json"
+    assert by_name["checkpoint-30"].state == "unreadable"  # its trainer_state.json too
+
+    monkeypatch.undo()
+    _deny_reading(monkeypatch, "model.safetensors")
+    by_name = {c.name: c for c in list_checkpoints(training)}
+    assert by_name["checkpoint-10"].problem == "unreadable: model.safetensors: Permission denied"
+    assert by_name["checkpoint-10"].loss == 0.3  # the trainer state was read
+    # a sharded save whose shard never arrived is cut short, not unreadable
+    assert by_name["checkpoint-30"].problem == "incomplete: no model-1.safetensors"
+    assert [c.name for c in list_checkpoints(training, include_incomplete=False)] == []
+    monkeypatch.undo()
+    assert [c.name for c in list_checkpoints(training, include_incomplete=False)] == ["checkpoint-10"]
+    assert {c.name: c.to_dict()["state"] for c in list_checkpoints(training)} == {
+        "checkpoint-10": "complete", "checkpoint-20": "incomplete", "checkpoint-30": "incomplete"}
+
+
+_UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_unreadable_checkpoint_for_real_as_an_unprivileged_user(tmp_path: Path) -> None:
+    """chmod 000 on trainer_state.json and on the weights, listed by a user who cannot read them."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import kimi_tui
+
+    as_root = os.geteuid() == 0
+    if as_root and shutil.which("setpriv") is None:
+        pytest.skip("running as root, which reads every file, and no setpriv to drop to an unprivileged user")
+    # pytest's tmp_path is private to root (0700): the other user needs a folder it can traverse
+    base = Path(tempfile.mkdtemp(prefix="kimi-tui-ckpt-", dir="/tmp" if as_root else None))
+    try:
+        base.chmod(0o755)
+        training = base / "training"
+        make_checkpoint(training, 10)
+        make_checkpoint(training, 20)
+        make_checkpoint(training, 30)
+        for folder in (training, *training.iterdir()):
+            folder.chmod(0o755)
+        for path in training.rglob("*"):
+            if path.is_file():
+                path.chmod(0o644)
+        (training / "checkpoint-10" / "trainer_state.json").chmod(0)
+        (training / "checkpoint-20" / "model.safetensors").chmod(0)
+        code = ("import json, sys; from pathlib import Path; from kimi_tui.checkpoints import list_checkpoints; "
+                "print(json.dumps({c.name: [c.state, c.problem] for c in list_checkpoints(Path(sys.argv[1]))}))")
+        env = dict(os.environ, PYTHONPATH=str(Path(kimi_tui.__file__).resolve().parents[1]))
+        argv = [sys.executable, "-c", code, str(training)]
+        out = subprocess.run((_UNPRIVILEGED if as_root else []) + argv, capture_output=True, text=True, env=env,
+                             timeout=60)
+        if out.returncode != 0 and as_root and "setpriv" in out.stderr:
+            pytest.skip(f"setpriv cannot drop privileges here: {out.stderr.strip()}")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == {
+            "checkpoint-10": ["unreadable", "unreadable: trainer_state.json: Permission denied"],
+            "checkpoint-20": ["unreadable", "unreadable: model.safetensors: Permission denied"],
+            "checkpoint-30": ["complete", ""],
+        }
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def test_the_panel_shows_an_unreadable_checkpoint_with_its_reason(project: Project, monkeypatch) -> None:
+    make_checkpoint(project.training_dir, 10)
+    make_checkpoint(project.training_dir, 20)
+    make_checkpoint(project.training_dir, 30, complete=False)
+    _deny_reading(monkeypatch, str(project.training_dir / "checkpoint-20" / "trainer_state.json"))
+    app = Harness(project)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: len(rows(panel)) == 3)
+        shown = rows(panel)
+        assert shown["checkpoint-10"][6] == "complete"
+        assert shown["checkpoint-20"][6] == "unreadable: trainer_state.json: Permission denied"
+        assert shown["checkpoint-30"][6] == "incomplete"
+        assert str(panel.border_title) == "Checkpoints · 1 complete · 1 incomplete · 1 unreadable"
+        await pilot.press("down")  # the hint line spells out what the narrow state column cuts off
+        await wait_for(pilot, lambda: "checkpoint-20: unreadable: trainer_state.json: Permission denied"
+                       in str(panel.query_one("#checkpoints-hint").content))
+        await pilot.press("space")  # it cannot be marked for evaluation
+        assert rows(panel)["checkpoint-20"][0] == " "
+    assert app.worker_errors == []

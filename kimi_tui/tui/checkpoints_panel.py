@@ -4,8 +4,11 @@ Why it works this way:
 
 * The folders are the truth (``checkpoints.list_checkpoints``): a checkpoint-N
   folder without its trainer_state.json or weights is a save that was cut short
-  and is shown as incomplete, never offered for evaluation. training/final and
-  exports/final are listed too, because they are what export and evaluation use.
+  and is shown as incomplete, never offered for evaluation; one whose files are
+  there but cannot be read (permissions, an I/O error) is shown as
+  "unreadable: <file>: <reason>", because chmod fixes it, not training again.
+  training/final and exports/final are listed too, because they are what
+  export and evaluation use.
 * It updates by itself while a run saves: ``watchfiles`` watches training/ (or,
   until training/ exists, the project folder non-recursively, to see it appear).
   Notifications do not work everywhere (NFS home directories on GPU clusters,
@@ -38,7 +41,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
-from kimi_tui.checkpoints import CHECKPOINT_RE, list_checkpoints
+from kimi_tui.checkpoints import CHECKPOINT_RE, list_checkpoints, model_folder_state
 from kimi_tui.config import load_config, save_config, set_field
 from kimi_tui.project import Project
 from kimi_tui.tui import messages
@@ -63,6 +66,15 @@ class Entry:
     size_bytes: int
     mtime: float
     complete: bool
+    state: str = "complete"  # "complete" | "incomplete" | "unreadable"
+    problem: str = ""  # "incomplete: no trainer_state.json", "unreadable: trainer_state.json: Permission denied"
+
+    @property
+    def state_text(self) -> str:
+        """The state column: complete, incomplete, or unreadable with its reason."""
+        if self.state == "unreadable":
+            return self.problem or "unreadable"
+        return self.state
 
 
 def human_size(n: int) -> str:
@@ -102,13 +114,13 @@ def _final_entry(key: str, label: str, kind: str, folder: Path, losses: dict[int
         step = int(meta["step"]) if isinstance(meta, dict) and "step" in meta else None
     except (OSError, ValueError, TypeError, KeyError):
         pass
-    complete = (folder / "config.json").is_file() and any((folder / w).exists() for w in WEIGHT_FILES)
+    state, problem, _error = model_folder_state(folder, WEIGHT_FILES)
     try:
         mtime = folder.stat().st_mtime
     except OSError:
         return None
     return Entry(key, label, kind, folder, step, losses.get(step) if step is not None else None,
-                 _folder_size(folder), mtime, complete)
+                 _folder_size(folder), mtime, state == "complete", state, problem)
 
 
 def scan(project: Project) -> list[Entry]:
@@ -117,7 +129,8 @@ def scan(project: Project) -> list[Entry]:
     losses: dict[int, float | None] = {}
     for c in list_checkpoints(project.training_dir):
         losses[c.step] = c.loss
-        entries.append(Entry(c.name, c.name, "checkpoint", c.path, c.step, c.loss, c.size_bytes, c.mtime, c.complete))
+        entries.append(Entry(c.name, c.name, "checkpoint", c.path, c.step, c.loss, c.size_bytes, c.mtime, c.complete,
+                             c.state, c.problem))
     for key, label, kind, folder in (
         ("final", "training/final", "final", project.training_dir / "final"),
         ("export", "exports/final", "export", project.export_dir),
@@ -254,14 +267,14 @@ class CheckpointsPanel(Panel):
             self.refresh_checkpoints()
 
     def _show(self, entries: list[Entry], sig: tuple) -> None:
-        before = {(e.key, e.complete) for e in self.entries}
+        before = {(e.key, e.state) for e in self.entries}
         self._signature = sig
         self.entries = entries
         keys = {e.key for e in entries}
         self.marked &= keys
         first, self._loaded = not self._loaded, True
         self._render_rows()
-        if not first and before != {(e.key, e.complete) for e in entries}:
+        if not first and before != {(e.key, e.state) for e in entries}:
             self.post_message(messages.CheckpointsChanged())
 
     def _render_rows(self) -> None:
@@ -277,7 +290,7 @@ class CheckpointsPanel(Panel):
                 f"{e.loss:.4f}" if e.loss is not None else "—",
                 human_size(e.size_bytes),
                 human_age(now - e.mtime),
-                "complete" if e.complete else "incomplete",
+                e.state_text,
                 key=e.key,
             )
         if current is not None:
@@ -293,9 +306,12 @@ class CheckpointsPanel(Panel):
             self.set_status("none yet" if self._loaded else "")
             return
         complete = sum(1 for e in checkpoints if e.complete)
+        unreadable = sum(1 for e in checkpoints if e.state == "unreadable")
         parts = [f"{complete} complete"]
-        if len(checkpoints) - complete:
-            parts.append(f"{len(checkpoints) - complete} incomplete")
+        if len(checkpoints) - complete - unreadable:
+            parts.append(f"{len(checkpoints) - complete - unreadable} incomplete")
+        if unreadable:
+            parts.append(f"{unreadable} unreadable")
         if self.marked:
             parts.append(f"{len(self.marked)} marked")
         self.set_status(" · ".join(parts))
@@ -306,7 +322,15 @@ class CheckpointsPanel(Panel):
             hint.update(f"No checkpoints yet: the train stage saves checkpoint-N folders into {self.project.training_dir}; "
                         "they appear here as they are written.")
         else:
-            hint.update("space mark · e evaluate marked · c set [eval] · d delete · F1 keys")
+            current = self.current_entry()
+            if current is not None and current.problem:  # the state column is too narrow for the reason
+                hint.update(f"{current.label}: {current.problem}")
+            else:
+                hint.update("space mark · e evaluate marked · c set [eval] · d delete · F1 keys")
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        if self.entries:
+            self._update_hint()
 
     def current_entry(self) -> Entry | None:
         table = self.query_one(DataTable)
@@ -322,8 +346,13 @@ class CheckpointsPanel(Panel):
             self.notify("training/final is evaluated through its export (exports/final): run the export stage, "
                         "then mark exports/final", title="Checkpoints", severity="warning")
             return False
+        if entry.state == "unreadable":
+            self.notify(f"{entry.label} is {entry.problem}: make its files readable (chmod / chown, or check the "
+                        "disk) and it can be evaluated", title="Checkpoints", severity="warning")
+            return False
         if not entry.complete:
-            self.notify(f"{entry.label} is incomplete (no trainer_state.json or weights: the save was cut short); "
+            detail = entry.problem.removeprefix("incomplete: ") or "no trainer_state.json or weights"
+            self.notify(f"{entry.label} is incomplete ({detail}: the save was cut short); "
                         "it cannot be evaluated", title="Checkpoints", severity="warning")
             return False
         return True

@@ -797,9 +797,11 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> int:
     shard, shards = parse_shard(args.shard)
     out = Path(args.output)
     if args.gpus > 1 and args.shard is None:
-        run_shards(sys.argv[1:], args.gpus, events)
-        for name, _ in (item.split("=", 1) for item in args.model):
-            merge_predictions(out / name, args.gpus)
+        try:
+            run_shards(sys.argv[1:], args.gpus, events)
+        finally:  # a model that failed in one shard keeps its shard files; the finished ones are merged
+            for name, _ in (item.split("=", 1) for item in args.model):
+                merge_predictions(out / name, args.gpus)
         return 0
     enter_checkout(args)
     models = [tuple(item.split("=", 1)) for item in args.model]
@@ -807,72 +809,122 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> int:
     data = {split: read_jsonl(Path(path)) for split, path in splits}
     total = len(models) * sum(len(v) for v in data.values())
     count = 0
+    failures: list[str] = []
     for name, folder in models:
         target = out / name
         target.mkdir(parents=True, exist_ok=True)
-        part = target / (f"predictions.shard-{shard}-of-{shards}.jsonl" if shards > 1 else "predictions.jsonl")
-        done = {(r["split"], r["id"]) for r in read_done_lines(part)}
-        todo = [(split, s) for split, samples in data.items() for i, s in enumerate(samples)
-                if i % shards == shard and (split, sample_id(s)) not in done]
-        count += sum(1 for split, samples in data.items() for i, _ in enumerate(samples) if i % shards == shard) - len(todo)
-        if not todo:
-            say(f"{name}: all predictions already written")
+        mine = sum(1 for samples in data.values() for i, _ in enumerate(samples) if i % shards == shard)
+        write_model_status(target, (shard, shards), "running", path=folder, of=mine)
+        # One model that cannot be loaded (its checkpoint deleted under the evaluation, broken
+        # weights) fails alone, recorded with its error; the next model is transcribed.
+        try:
+            count = transcribe_one(args, events, name, folder, target, data, shard, shards, count, total)
+        except (WorkerError, OSError, ValueError, RuntimeError, ImportError) as exc:
+            if not Path(folder).exists():
+                message = f"{folder} does not exist (deleted after the evaluation was planned?)"
+            else:
+                message = str(exc) if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
+            write_model_status(target, (shard, shards), "failed", path=folder, error=message)
+            say(f"{name}: failed: {message}")
+            events.error(f"transcribe {name}: {message}")
+            failures.append(name)
             continue
-        events.emit("stage", name=f"transcribe {name}")
-        model, kind = load_kimi_audio(name, Path(folder), Path(args.shell))
-        failed = 0
-        say(f"transcribe with {name} ({kind}, {folder}): {len(todo)} clips")
-        with open(part, "a", encoding="utf-8") as fh:
-            for split, sample in todo:
-                conversation = sample["conversation"]
-                messages = [m for m in conversation if m.get("role") == "user"]
-                for m in messages:
-                    m.pop("audio_tokens", None)
-                reference = " ".join(str(m["content"]) for m in conversation
-                                     if m.get("role") == "assistant" and m.get("message_type") == "text")
-                audio = audio_messages(sample)[0]["content"]
-                began = time.time()
-                try:
-                    _, text = model.generate(
-                        messages, output_type="text",
-                        text_temperature=0.0, text_top_k=5,
-                        text_repetition_penalty=args.text_repetition_penalty, text_repetition_window_size=16,
-                        audio_temperature=0.8, audio_top_k=10, audio_repetition_penalty=1.0,
-                        audio_repetition_window_size=64,
-                        max_new_tokens=args.max_new_tokens,  # never -1: ~7,500 steps when no end token comes
-                    )
-                except Exception as exc:  # one unreadable clip is scored as missing, never the end of the run
-                    detail = str(exc).strip() or "the audio could not be decoded"
-                    failed += 1
-                    say(f"  no transcript for {name} {split} {sample_id(sample)} ({audio}): {type(exc).__name__}: {detail}")
-                    events.error(f"{name} {split} {sample_id(sample)}: {type(exc).__name__}: {detail}")
-                    count += 1
-                    continue
-                hypothesis = strip_special(text or "")
-                samples_16k, _ = audio_samples_16k(audio)
-                record = {"model": name, "split": split, "id": sample_id(sample), "audio": audio,
-                          "reference": reference, "hypothesis": hypothesis,
-                          "seconds": round(time.time() - began, 4),
-                          "audio_seconds": round(samples_16k / SAMPLE_RATE, 3)}
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-                fh.flush()
-                count += 1
-                events.progress(count, total, model=name, split=split)
-                say(f"[{count}/{total}] {name} {split} {record['id']}: {hypothesis}")
-        del model
-        if failed == len(todo):
-            raise WorkerError(f"{name}: no clip could be transcribed (see the lines above)")
-        if failed:
-            say(f"{name}: {failed} clip(s) without a transcript; they are scored as missing (all deletions)")
-        if shards == 1:
-            events.artifact("predictions", part, model=name)
+        write_model_status(target, (shard, shards), "complete", path=folder, of=mine,
+                           clips=len(read_done_lines(target / prediction_name(shard, shards))))
+    if failures:
+        raise WorkerError(f"{', '.join(failures)} could not be transcribed (see the lines above); the other models were")
     return 0
 
 
+def prediction_name(shard: int, shards: int) -> str:
+    return f"predictions.shard-{shard}-of-{shards}.jsonl" if shards > 1 else "predictions.jsonl"
+
+
+def write_model_status(target: Path, shard: tuple[int, int], state: str, **extra) -> None:
+    """<model>/status.json (status.shard-I-of-N.json per GPU): the transcriber's word on one model, so
+    a reader tells a model that failed (and why) from one cut short. Written like kimi_tui.fsutil
+    does (that module is not among the files copied for this worker's interpreter)."""
+    index, shards = shard
+    name = f"status.shard-{index}-of-{shards}.json" if shards > 1 else "status.json"
+    atomic_write(target / name, json.dumps({"state": state, "updated": time.time(), **extra}, ensure_ascii=False))
+
+
+def transcribe_one(args: argparse.Namespace, events: EventWriter, name: str, folder: str, target: Path, data: dict,
+                   shard: int, shards: int, count: int, total: int) -> int:
+    """Every clip of this shard not yet written, with one model; returns the running count."""
+    part = target / prediction_name(shard, shards)
+    done = {(r["split"], r["id"]) for r in read_done_lines(part)}
+    todo = [(split, s) for split, samples in data.items() for i, s in enumerate(samples)
+            if i % shards == shard and (split, sample_id(s)) not in done]
+    count += sum(1 for split, samples in data.items() for i, _ in enumerate(samples) if i % shards == shard) - len(todo)
+    if not todo:
+        say(f"{name}: all predictions already written")
+        return count
+    events.emit("stage", name=f"transcribe {name}")
+    model, kind = load_kimi_audio(name, Path(folder), Path(args.shell))
+    failed = 0
+    say(f"transcribe with {name} ({kind}, {folder}): {len(todo)} clips")
+    with open(part, "a", encoding="utf-8") as fh:
+        for split, sample in todo:
+            conversation = sample["conversation"]
+            messages = [m for m in conversation if m.get("role") == "user"]
+            for m in messages:
+                m.pop("audio_tokens", None)
+            reference = " ".join(str(m["content"]) for m in conversation
+                                 if m.get("role") == "assistant" and m.get("message_type") == "text")
+            audio = audio_messages(sample)[0]["content"]
+            began = time.time()
+            try:
+                _, text = model.generate(
+                    messages, output_type="text",
+                    text_temperature=0.0, text_top_k=5,
+                    text_repetition_penalty=args.text_repetition_penalty, text_repetition_window_size=16,
+                    audio_temperature=0.8, audio_top_k=10, audio_repetition_penalty=1.0,
+                    audio_repetition_window_size=64,
+                    max_new_tokens=args.max_new_tokens,  # never -1: ~7,500 steps when no end token comes
+                )
+            except Exception as exc:  # one unreadable clip is scored as missing, never the end of the run
+                detail = str(exc).strip() or "the audio could not be decoded"
+                failed += 1
+                say(f"  no transcript for {name} {split} {sample_id(sample)} ({audio}): {type(exc).__name__}: {detail}")
+                events.error(f"{name} {split} {sample_id(sample)}: {type(exc).__name__}: {detail}")
+                count += 1
+                continue
+            hypothesis = strip_special(text or "")
+            samples_16k, _ = audio_samples_16k(audio)
+            record = {"model": name, "split": split, "id": sample_id(sample), "audio": audio,
+                      "reference": reference, "hypothesis": hypothesis,
+                      "seconds": round(time.time() - began, 4),
+                      "audio_seconds": round(samples_16k / SAMPLE_RATE, 3)}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            count += 1
+            events.progress(count, total, model=name, split=split)
+            say(f"[{count}/{total}] {name} {split} {record['id']}: {hypothesis}")
+    del model
+    if failed == len(todo):
+        raise WorkerError(f"{name}: no clip could be transcribed (see the lines above)")
+    if failed:
+        say(f"{name}: {failed} clip(s) without a transcript; they are scored as missing (all deletions)")
+    if shards == 1:
+        events.artifact("predictions", part, model=name)
+    return count
+
+
 def merge_predictions(target: Path, shards: int) -> None:
+    statuses = [target / f"status.shard-{shard}-of-{shards}.json" for shard in range(shards)]
+    states = []
+    for path in statuses:
+        try:
+            states.append(json.loads(path.read_text(encoding="utf-8")).get("state"))
+        except (OSError, ValueError):
+            states.append(None)
+    if not all(s == "complete" for s in states):
+        return  # failed or cut short in a shard: its files stay as the record (and for a resume)
     records = []
     for shard in range(shards):
         records += read_done_lines(target / f"predictions.shard-{shard}-of-{shards}.jsonl")
+    write_model_status(target, (0, 1), "complete", clips=len(records))
     atomic_write(target / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 

@@ -881,7 +881,8 @@ def transcribe_sharded(args: argparse.Namespace, events: EventWriter, models, da
     """One child per GPU (CUDA_VISIBLE_DEVICES=i, every N-th clip), then the shards merged in input order.
 
     The children share this process group (a stop reaches them) and write no events: this
-    process reports the progress of all of them from their prediction files."""
+    process reports the progress of all of them from their prediction files. A model a child
+    could not transcribe is left out of the merge (its shard status says why); the others are merged."""
     import subprocess
 
     out = Path(args.output)
@@ -900,9 +901,17 @@ def transcribe_sharded(args: argparse.Namespace, events: EventWriter, models, da
         events.progress(done, total)
         time.sleep(1.0)
     codes = [child.returncode for child in children]
-    if any(codes):
-        raise WorkerError(f"transcription shards exited with {codes}: see the lines above")
+    merged = 0
     for name, _ in models:
+        statuses = [out / name / f"status.shard-{shard}-of-{args.gpus}.json" for shard in range(args.gpus)]
+        states = []
+        for path in statuses:
+            try:
+                states.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                states.append({})
+        if not all(s.get("state") == "complete" for s in states):
+            continue  # failed or cut short: the shard files and their statuses stay as the record
         rows = []
         for shard in range(args.gpus):
             part = out / name / f"predictions.shard-{shard}-of-{args.gpus}.jsonl"
@@ -914,22 +923,22 @@ def transcribe_sharded(args: argparse.Namespace, events: EventWriter, models, da
         rows.sort(key=lambda r: order.get((r["split"], r["id"]), 0))
         with open(out / name / "predictions.jsonl", "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        write_model_status(out / name, (0, 1), "complete", clips=len(rows))
         for shard in range(args.gpus):
             (out / name / f"predictions.shard-{shard}-of-{args.gpus}.jsonl").unlink()
+            statuses[shard].unlink(missing_ok=True)
         events.artifact("predictions", out / name / "predictions.jsonl", model=name)
+        merged += len(rows)
+    if any(codes):
+        raise WorkerError(f"transcription shards exited with {codes}: see the lines above")
     events.progress(total, total)
-    say(f"transcribe done: {total} predictions from {args.gpus} shards -> {out}")
+    say(f"transcribe done: {merged} predictions from {args.gpus} shards -> {out}")
 
 
 def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> None:
-    import torch
-
     events.emit("stage", name="transcribe")
     models = parse_pairs(args.model, "--model")
     splits = parse_pairs(args.jsonl, "--jsonl")
-    for name, path in models:
-        if not (Path(path) / "config.json").is_file():
-            raise WorkerError(f"--model {name}={path}: not a model folder (no config.json)")
     data = {name: read_kimi_jsonl(path) for name, path in splits}
     if args.gpus > 1 and args.shard is None:
         transcribe_sharded(args, events, models, data)
@@ -942,57 +951,91 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> None:
     done = 0
     events.progress(0, total)
     out = Path(args.output)
+    failed: list[str] = []
     for model_name, model_path in models:
-        model_dir = Path(model_path)
-        model = load_model(model_dir)
-        tokenizer, fe, meta = load_support(model_dir, args.base)
-        kind = meta["kind"]
-        language = args.language or meta.get("language") or None
-        if device == "cpu" or model.dtype not in (torch.float16, torch.bfloat16):
-            model = model.float()
-        model = model.to(device).eval()
-        expected_frames = int(model.config.max_source_positions) * 2
-        if fe.nb_max_frames != expected_frames:
-            raise WorkerError(
-                f"{model_dir}: feature extractor gives {fe.nb_max_frames} frames, the model expects {expected_frames}"
-            )
         target = out / model_name
         target.mkdir(parents=True, exist_ok=True)
-        say(f"transcribe with {model_name} ({kind}, {model_dir}) on {device}")
-        started_model = time.time()
         name = f"predictions.shard-{shard}-of-{shards}.jsonl" if shards > 1 else "predictions.jsonl"
-        with open(target / name, "w", encoding="utf-8") as fh:
-            for split_name, samples in data.items():
-                for start in range(0, len(samples), args.batch_size):
-                    batch = samples[start : start + args.batch_size]
-                    audios = [load_audio(s["audio"]) for s in batch]
-                    began = time.time()
-                    features = fe(audios, sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_features"]
-                    features = features.to(device=device, dtype=model.dtype)
-                    ids = greedy_generate(model, features, kind, args.max_new_tokens, language)
-                    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
-                    per_item = (time.time() - began) / len(batch)
-                    for sample, audio, text in zip(batch, audios, texts):
-                        hypothesis = clean_hypothesis(text)
-                        record = {
-                            "model": model_name,
-                            "split": split_name,
-                            "id": sample["id"],
-                            "audio": sample["audio"],
-                            "reference": sample["text"],
-                            "hypothesis": hypothesis,
-                            "seconds": round(per_item, 4),
-                            "audio_seconds": round(len(audio) / SAMPLING_RATE, 3),
-                        }
-                        fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-                        fh.flush()
-                        done += 1
-                        events.progress(done, total, model=model_name, split=split_name)
-                        say(f"[{done}/{total}] {model_name} {split_name} {sample['id']}: {hypothesis}")
+        n_clips = sum(len(s) for s in data.values())
+        write_model_status(target, (shard, shards), "running", path=model_path, of=n_clips)
+        # One model that cannot be read (its checkpoint deleted under the evaluation, a broken
+        # folder) fails alone: it is recorded with its error and the next model is transcribed.
+        try:
+            problem = model_problem(model_name, model_path)
+            if problem:
+                raise WorkerError(problem)
+            written = transcribe_model(args, events, model_name, Path(model_path), data, device, target / name,
+                                       done, total)
+        except (WorkerError, OSError, ValueError, RuntimeError) as exc:
+            if not isinstance(exc, WorkerError) and not Path(model_path).exists():
+                message = f"{model_path} does not exist (deleted during the transcription?): {type(exc).__name__}: {exc}"
+            else:
+                message = str(exc) if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
+            write_model_status(target, (shard, shards), "failed", path=model_path, error=message)
+            print(f"error: {model_name}: {message}", file=sys.stderr, flush=True)
+            events.error(f"transcribe {model_name}: {message}")
+            failed.append(model_name)
+            done += n_clips  # the progress bar moves on to the next model
+            continue
+        done += written
+        write_model_status(target, (shard, shards), "complete", path=model_path, clips=written, of=n_clips)
         events.artifact("predictions", target / "predictions.jsonl", model=model_name)
-        say(f"{model_name}: done in {time.time() - started_model:.1f} s -> {target / 'predictions.jsonl'}")
-        del model
+    if failed:
+        raise WorkerError(f"{', '.join(failed)} could not be transcribed (see the lines above); the other models were")
     say(f"transcribe done: {done} predictions -> {out}")
+
+
+def transcribe_model(args, events: EventWriter, model_name: str, model_dir: Path, data, device: str,
+                     predictions: Path, done: int, total: int) -> int:
+    """Greedy decoding of every clip with one model into `predictions`; returns the clips written."""
+    import torch
+
+    model = load_model(model_dir)
+    tokenizer, fe, meta = load_support(model_dir, args.base)
+    kind = meta["kind"]
+    language = args.language or meta.get("language") or None
+    if device == "cpu" or model.dtype not in (torch.float16, torch.bfloat16):
+        model = model.float()
+    model = model.to(device).eval()
+    expected_frames = int(model.config.max_source_positions) * 2
+    if fe.nb_max_frames != expected_frames:
+        raise WorkerError(
+            f"{model_dir}: feature extractor gives {fe.nb_max_frames} frames, the model expects {expected_frames}"
+        )
+    say(f"transcribe with {model_name} ({kind}, {model_dir}) on {device}")
+    started_model = time.time()
+    written = 0
+    with open(predictions, "w", encoding="utf-8") as fh:
+        for split_name, samples in data.items():
+            for start in range(0, len(samples), args.batch_size):
+                batch = samples[start : start + args.batch_size]
+                audios = [load_audio(s["audio"]) for s in batch]
+                began = time.time()
+                features = fe(audios, sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_features"]
+                features = features.to(device=device, dtype=model.dtype)
+                ids = greedy_generate(model, features, kind, args.max_new_tokens, language)
+                texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+                per_item = (time.time() - began) / len(batch)
+                for sample, audio, text in zip(batch, audios, texts):
+                    hypothesis = clean_hypothesis(text)
+                    record = {
+                        "model": model_name,
+                        "split": split_name,
+                        "id": sample["id"],
+                        "audio": sample["audio"],
+                        "reference": sample["text"],
+                        "hypothesis": hypothesis,
+                        "seconds": round(per_item, 4),
+                        "audio_seconds": round(len(audio) / SAMPLING_RATE, 3),
+                    }
+                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    fh.flush()
+                    written += 1
+                    events.progress(done + written, total, model=model_name, split=split_name)
+                    say(f"[{done + written}/{total}] {model_name} {split_name} {sample['id']}: {hypothesis}")
+    say(f"{model_name}: done in {time.time() - started_model:.1f} s -> {predictions}")
+    del model
+    return written
 
 
 # ---------------------------------------------------------------------------

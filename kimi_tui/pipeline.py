@@ -84,8 +84,9 @@ def ensure_no_active(project: Project, stage: str) -> None:
     """Two runs writing the same outputs corrupt each other: refuse, and say who holds them."""
     for run in list_runs(project.runs_dir):
         if run.active and (run.stage == stage or run.stage == "all" or stage == "all"):
+            pids = ", ".join(map(str, sorted(run.processes)[:6])) or run.pid or "?"
             raise RunError(
-                f"run {run.run_id} ({run.stage}) is still {run.state} (pid {run.pid or '?'} on "
+                f"run {run.run_id} ({run.stage}) is still {run.summary} (pids {pids} on "
                 f"{run.host or '?'}); wait for it or stop it with `kimi-tui stop {run.run_id} --project {project.root}`"
             )
 
@@ -146,16 +147,21 @@ def run_stages(root: Path, stages: list[str]) -> int:
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGTERM, on_stop)
     for index, stage in enumerate(stages, 1):
-        project = Project.load(root)  # the config may have been edited between stages
         try:
+            project = Project.load(root)  # the config may have been edited between stages
             plan = plan_stage(project, stage)
-        except KimiTuiError as exc:
+        except (KimiTuiError, OSError) as exc:  # kimi-tui.toml made invalid or unreadable meanwhile, "run prepare first"...
             print(f"pipeline: cannot plan {stage}: {exc}", flush=True)
             events.error(f"cannot plan {stage}: {exc}", stage=stage)
             return 2
-        with project_lock(project, f"run all: starting {stage}"):
-            keep_previous_outputs(project, stage)
-            run_dir = start_stage(project.runs_dir, plan, config_text(project))
+        try:
+            with project_lock(project, f"run all: starting {stage}"):
+                keep_previous_outputs(project, stage)
+                run_dir = start_stage(project.runs_dir, plan, config_text(project))
+        except (KimiTuiError, OSError) as exc:  # a full disk, the project moved or made read-only
+            print(f"pipeline: cannot start {stage}: {exc}", flush=True)
+            events.error(f"cannot start {stage}: {exc}", stage=stage)
+            return 2
         current.append(run_dir)
         print(f"pipeline: [{index}/{len(stages)}] {stage} -> {run_dir.name}", flush=True)
         print(f"pipeline:   {plan.description}", flush=True)

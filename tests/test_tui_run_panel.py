@@ -2,9 +2,9 @@
 state, a run started elsewhere picked up and followed, a log that stays bounded,
 the GPU view with and without a driver, and a stop that asks first.
 
-Fake runs are run directories written by the test (status.json says running, the
-supervisor pid is this test process, so the run counts as alive); none of them
-records a process group, so even a confirmed stop could never signal pytest.
+Fake runs are run directories written by the test: status.json says running, and a
+sleeping process of the test's own, marked as the run's (RUN_ENV) in a session of its
+own, makes it alive; a confirmed stop signals that process only, never pytest.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import io
 import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,12 +24,13 @@ from rich.console import Console
 from tui_helpers import wait_for_panel
 from kimi_tui.gpu import GpuProcess, GpuReading, GpuSnapshot, read_gpus
 from kimi_tui.project import init_project
+from kimi_tui.runs import RUN_ENV
 from kimi_tui.tui.app import KimiTuiApp
 from kimi_tui.tui.confirm_modal import ConfirmModal
 from kimi_tui.tui.run_panel import RunPanel
 from kimi_tui.tui.widgets import gpu_view
 from kimi_tui.tui.widgets.log_view import MAX_LINES, LogView
-from kimi_tui.tui.widgets.stage_list import StageList
+from kimi_tui.tui.widgets.stage_list import RunList, StageList
 
 SIZE = (80, 24)
 
@@ -61,14 +64,29 @@ async def open_run_panel(pilot) -> RunPanel:
     return await wait_for_panel(pilot, RunPanel)  # the panel is built on first show
 
 
+RUN_PROCESSES: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _end_fake_run_processes():
+    yield
+    while RUN_PROCESSES:
+        proc = RUN_PROCESSES.pop()
+        proc.kill()
+        proc.wait()
+
+
 def fake_run(project, stage: str = "train", lines: str = "", events: list[dict] | None = None, **status) -> Path:
     run_id = time.strftime("%Y%m%d-%H%M%S-000000") + f"-{stage}"
     run_dir = project.runs_dir / run_id
     run_dir.mkdir(parents=True)
     now = time.time()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+                             env={**os.environ, RUN_ENV: f"{run_id}/"})
+    RUN_PROCESSES.append(alive)
     (run_dir / "status.json").write_text(json.dumps({
         "run_id": run_id, "stage": stage, "state": "running", "created": now, "started": now,
-        "host": socket.gethostname(), "supervisor_pid": os.getpid(), "pid": os.getpid(), **status,
+        "host": socket.gethostname(), "supervisor_pid": alive.pid, "pid": alive.pid, **status,
     }))
     (run_dir / "stdout.log").write_text(lines, encoding="utf-8")
     with open(run_dir / "events.jsonl", "w", encoding="utf-8") as fh:
@@ -210,7 +228,7 @@ async def test_the_log_keeps_at_most_its_bound(project):
 
 
 async def test_stop_asks_first(project):
-    run_dir = fake_run(project, "train", "training\n")  # no pgid: nothing can be signalled
+    run_dir = fake_run(project, "train", "training\n")
     app = KimiTuiApp(project.root)
     async with app.run_test(size=SIZE) as pilot:
         panel = await open_run_panel(pilot)
@@ -228,3 +246,25 @@ async def test_stop_asks_first(project):
         await wait_until(pilot, lambda: json.loads((run_dir / "status.json").read_text())["state"] == "stopped",
                          "the run to be stopped")
         await wait_until(pilot, lambda: panel.query_one(StageList).states["train"] == "stopped", "the stage list")
+
+
+async def test_a_damaged_run_folder_is_listed_as_damaged_and_the_others_still_work(project):
+    good = fake_run(project, "train", "training\n")
+    broken = project.runs_dir / "20260101-000000-000000-prepare"
+    broken.mkdir()
+    (broken / "status.json").write_text('["not", "an", "object"]')
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "train running" in str(panel.border_title), "the good run followed")
+        runs = panel.query_one(RunList)
+        await wait_until(pilot, lambda: [r.run_id for r in runs.runs] == [good.name, broken.name], "both runs listed")
+        assert runs.runs[1].state == "damaged" and "JSON list" in runs.runs[1].problem
+        assert panel.query_one(StageList).states["prepare"] == "damaged"
+        assert "damaged" in str(runs.get_option_at_index(1).prompt)
+        assert app.screen is panel.screen  # no error dialog
+        await pilot.press("x")  # the followed good run still stops
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: json.loads((good / "status.json").read_text())["state"] == "stopped",
+                         "the good run to be stopped")

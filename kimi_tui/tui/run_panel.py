@@ -193,6 +193,8 @@ class ProgressLine(Widget):
             parts.append((2, f"{info.state}{code}{took}"))
         if p.loss is not None:
             parts.append((3, f"loss {p.loss:.4g}"))
+        if info.note:  # a damaged status.json, a lost supervisor, processes left behind
+            parts.append((1, info.note))
         if p.last_error and info.state in ("failed", "interrupted"):
             parts.append((5, p.last_error))
         width = self.size.width - head.cell_length

@@ -28,6 +28,7 @@ STATE_MARKS = {
     "failed": ("✘", "$error"),
     "stopped": ("▪", "$warning"),
     "interrupted": ("↯", "$error"),
+    "damaged": ("?", "$error"),  # status.json unreadable: see the run's note
 }
 NEVER_RUN = ("-", "$text-muted")
 
@@ -95,7 +96,7 @@ class RunList(OptionList):
 
     def update_runs(self, runs: list[RunInfo], followed: str | None) -> None:
         recent = list(reversed(runs))[: self.LIMIT]
-        shown = (tuple((r.run_id, r.state) for r in recent), followed)
+        shown = (tuple((r.run_id, r.state, r.note) for r in recent), followed)
         if shown == self._shown:
             return
         self._shown = shown
@@ -104,6 +105,10 @@ class RunList(OptionList):
         options = []
         for run in recent:
             label = Content.assemble(state_mark(run.state), " ", run_time_label(run), " ", run.stage)
+            if run.problem:
+                label = Content.assemble(label, Content.styled(" damaged", "$error"))
+            elif run.note:
+                label = Content.assemble(label, Content.styled(" !", "$warning"))
             if run.run_id == followed:
                 label = label.stylize("bold $accent", 2)
             options.append(Option(label, id=run.run_id))

@@ -8,7 +8,9 @@ where the output is data. User errors print one located message, never a traceba
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import math
 import os
 import sys
 import time
@@ -21,11 +23,47 @@ COMMANDS = ("init", "run", "status", "stop", "report", "score", "doctor")
 STAGE_CHOICES = ("prepare", "extract", "convert", "train", "export", "evaluate", "all")
 
 
+def describe_os_error(exc: OSError) -> str:
+    """What went wrong with which path, and what to do: an OSError as a user reads it."""
+    names = [os.fsdecode(n) for n in (exc.filename, exc.filename2) if isinstance(n, (str, bytes, os.PathLike))]
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        why = (f"permission denied: this user (uid {os.geteuid()}) may not read or write it, or search its "
+               "folder: give it access (chmod/chown), or run kimi-tui as the owner")
+    elif code == errno.EROFS:
+        why = "the file system is read-only: remount it read-write, or move the project to a writable disk"
+    elif code in (errno.ENOSPC, errno.EDQUOT):
+        why = "no space left on the disk: free some space there, then try again"
+    elif code == errno.ENOENT:
+        why = "no such file or folder: check the path"
+    elif code == errno.ENOTDIR:
+        why = "a part of the path is a file, not a folder: check the path"
+    elif code == errno.EISDIR:
+        why = "it is a folder, where a file was expected: check the path"
+    elif code == errno.EEXIST:
+        why = "it already exists (a file where kimi-tui needs a folder?): move it away, or pick another path"
+    elif code == errno.ENAMETOOLONG:
+        why = "the name is too long: pick a shorter path"
+    else:
+        why = f"{exc.strerror or exc}: check the path and try again"
+    return f"{' -> '.join(names)}: {why}" if names else why
+
+
 def _project_root(value: str | None) -> Path:
     from kimi_tui.config import CONFIG_FILENAME
 
     root = Path(value or ".").expanduser().resolve()
-    if not (root / CONFIG_FILENAME).exists():
+    config = root / CONFIG_FILENAME
+    try:  # stat raises, not False, when the folder may not be searched
+        if root.exists() and not root.is_dir():
+            raise KimiTuiError(f"{root} is a file, not a project folder: pass the folder holding {CONFIG_FILENAME}")
+        if config.is_dir():
+            raise KimiTuiError(f"{config} is a folder, where the project's settings file belongs: "
+                               f"move it away, then `kimi-tui init {root}`")
+        found = config.exists()
+    except OSError as exc:
+        raise KimiTuiError(f"cannot open the project {root}: {describe_os_error(exc)}") from None
+    if not found:
         hint = "pass --project DIR" if value is None else "create one with `kimi-tui init DIR --sample`"
         raise KimiTuiError(f"{root} is not a kimi-tui project (no {CONFIG_FILENAME}); {hint}")
     return root
@@ -191,7 +229,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     from kimi_tui.evaluate.textfile import read_id_text
 
     refs, ref_warnings = read_id_text(args.ref)
+    if not refs:
+        raise KimiTuiError(f"{args.ref}: no utterances (the file is empty or holds only a header); "
+                           "REF must list the reference transcripts, one id and text per line")
     hyps, hyp_warnings = read_id_text(args.hyp)
+    if not hyps:
+        hyp_warnings.append(f"{args.hyp} has no utterances: all {len(refs)} references are scored as missing (deletions)")
     normaliser = _normaliser(None, args)
     scores = score_pairs(((i, r, hyps.get(i)) for i, r in refs.items()), normaliser)
     summary = summarise(scores, normaliser)
@@ -209,9 +252,9 @@ def cmd_score(args: argparse.Namespace) -> int:
           f"N {summary['n_ref_chars']} characters in {summary['n_utts']} utterances)")
     if "mer" in summary and summary["mer"] is not None:
         print(f"MER {summary['mer'] * 100:.2f}%  over {summary['n_ref_tokens']} mixed tokens")
-    print(f"macro CER {summary['macro_cer'] * 100 if summary['macro_cer'] is not None else float('nan'):.2f}%  "
-          f"SER {summary['ser'] * 100:.1f}%  exact {summary['exact_match'] * 100:.1f}% "
-          f"(raw {summary['exact_match_raw'] * 100:.1f}%)  similarity {summary['similarity'] * 100:.1f}%")
+    pct = lambda key, digits: "-" if summary[key] is None else f"{summary[key] * 100:.{digits}f}%"  # noqa: E731
+    print(f"macro CER {pct('macro_cer', 2)}  SER {pct('ser', 1)}  exact {pct('exact_match', 1)} "
+          f"(raw {pct('exact_match_raw', 1)})  similarity {pct('similarity', 1)}")
     print(f"empty refs {summary['n_empty_ref']}, empty hyps {summary['n_empty_hyp']}, missing hyps "
           f"{summary['n_missing_hyp']} (scored as deletions), hyps over 2x ref {summary['n_hyp_over_2x_ref']}, "
           f"CER over 100% {summary['n_cer_over_100']}")
@@ -308,6 +351,44 @@ def cmd_open(args: argparse.Namespace) -> int:
     return run(Path(args.dir) if args.dir else None)
 
 
+def _whole_number(minimum: int, note: str = ""):
+    """An argparse type: a whole number of at least ``minimum``; the message names the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number of at least {minimum}{note}, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{note}, not {value}")
+        return value
+
+    return parse
+
+
+positive_int = _whole_number(1)
+non_negative_int = _whole_number(0, " (0 keeps all)")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text}")
+    return value
+
+
+def save_steps_value(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or 'auto')") from None
+
+
 def _scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--numbers", action="store_true", help="normalise numbers on both sides")
     p.add_argument("--fillers", action="store_true", help="drop fillers and erhua on both sides")
@@ -370,21 +451,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkout", metavar="DIR", help="a clone of MoonshotAI/Kimi-Audio")
     p.add_argument("--python", metavar="PATH", help="the interpreter that will run it (default: this one)")
     p.add_argument("--base-model", metavar="DIR", help="local copy of moonshotai/Kimi-Audio-7B (tokenizer source)")
-    p.add_argument("--samples", type=int, metavar="N", help="training samples (default with --project: data/train.jsonl)")
-    p.add_argument("--epochs", type=int, metavar="N")
-    p.add_argument("--batch-size", type=int, metavar="N", help="micro-batch per GPU (the official code needs 1)")
-    p.add_argument("--grad-accum", type=int, metavar="N")
-    p.add_argument("--save-steps", metavar="N|auto")
-    p.add_argument("--save-total-limit", type=int, metavar="N", help="checkpoints kept (official: 10; 0 keeps all)")
-    p.add_argument("--gpus", type=int, metavar="N")
+    p.add_argument("--samples", type=positive_int, metavar="N", help="training samples (default with --project: data/train.jsonl)")
+    p.add_argument("--epochs", type=positive_int, metavar="N")
+    p.add_argument("--batch-size", type=positive_int, metavar="N", help="micro-batch per GPU (the official code needs 1)")
+    p.add_argument("--grad-accum", type=positive_int, metavar="N")
+    p.add_argument("--save-steps", type=save_steps_value, metavar="N|auto")
+    p.add_argument("--save-total-limit", type=non_negative_int, metavar="N", help="checkpoints kept (official: 10; 0 keeps all)")
+    p.add_argument("--gpus", type=positive_int, metavar="N")
     p.add_argument("--method", choices=("full", "lora"), help="default: the project's, else full (the official code's)")
     p.add_argument("--zero-stage", type=int, choices=(2, 3))
     p.add_argument("--offload-optimizer", action="store_true")
     p.add_argument("--offload-param", action="store_true")
-    p.add_argument("--tokens", type=int, default=500, metavar="N", help="longest sequence in tokens (default 500)")
+    p.add_argument("--tokens", type=positive_int, default=500, metavar="N", help="longest sequence in tokens (default 500)")
     p.add_argument("--output", metavar="DIR", help="where checkpoints go (disk space is checked)")
-    p.add_argument("--gpu-memory-gb", type=float, help="GPU size to check against instead of this machine's")
-    p.add_argument("--host-ram-gb", type=float, help="host RAM to check against instead of this machine's")
+    p.add_argument("--gpu-memory-gb", type=positive_float, help="GPU size to check against instead of this machine's")
+    p.add_argument("--host-ram-gb", type=positive_float, help="host RAM to check against instead of this machine's")
     p.add_argument("--project")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
@@ -392,12 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 the command's own failure (a run failed, doctor found errors),
+    2 a user error (the message says what to fix), 130 interrupted (Ctrl-C)."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
-        return cmd_open(argparse.Namespace(dir=argv[0] if argv else None))
-    args = parser.parse_args(argv)
     try:
+        if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
+            return cmd_open(argparse.Namespace(dir=argv[0] if argv else None))
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except KimiTuiError as exc:
         print(f"kimi-tui: error: {exc}", file=sys.stderr)
@@ -405,6 +487,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as exc:  # a file or folder the user can fix (permissions, read-only, full disk)
+        print(f"kimi-tui: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nkimi-tui: interrupted (Ctrl-C); `kimi-tui status` lists any run it had started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

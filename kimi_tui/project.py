@@ -130,6 +130,43 @@ TINY_SCHEDULE = {
 }
 
 
+#: The folders the stages write (see the module docstring); a file of one of these names
+#: in a new project would fail the first stage that writes there.
+OUTPUT_FOLDERS = ("data", "features", "models", "training", "exports", "evaluations", "runs")
+
+
+def _refuse_unusable_target(root: Path, config_path: Path) -> None:
+    """Refuse, before anything is written, a target that cannot hold a project: a file, a folder
+    this user may not search or write, a file where an output folder goes."""
+    import os
+
+    try:
+        if root.exists() and not root.is_dir():
+            raise KimiTuiError(f"{root} is a file, not a folder: pick a folder for the project "
+                               "(a new name is created)")
+        if config_path.is_dir():
+            raise KimiTuiError(f"{config_path} is a folder, where the project's settings file belongs: "
+                               "move it away or pick another folder (nothing was changed)")
+        if config_path.exists():
+            return  # an existing project: init refuses it or (--exist-ok) opens it, read-only is fine
+        existing = root
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise KimiTuiError(f"cannot create {root}: {existing} is a file, not a folder")
+        for name in OUTPUT_FOLDERS:
+            if (root / name).exists() and not (root / name).is_dir():
+                raise KimiTuiError(f"{root / name} is a file, where kimi-tui keeps its {name}/ folder: "
+                                   "move it away or pick another folder (nothing was changed)")
+    except PermissionError as exc:
+        raise KimiTuiError(f"cannot create a project at {root}: {exc.filename} may not be read by this user "
+                           f"(uid {os.geteuid()}): pick a folder you can read and write, or fix its permissions") from None
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise KimiTuiError(f"cannot create a project at {root}: {existing} is not writable by this user "
+                           f"(uid {os.geteuid()}): pick a folder you can write to, or fix its permissions "
+                           "(nothing was changed)")
+
+
 def init_project(
     root: str | Path,
     *,
@@ -144,6 +181,7 @@ def init_project(
 ) -> Project:
     root = Path(root).expanduser().resolve()
     config_path = root / CONFIG_FILENAME
+    _refuse_unusable_target(root, config_path)
     if config_path.exists():
         if exist_ok:
             return Project.load(root)

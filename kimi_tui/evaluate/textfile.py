@@ -19,9 +19,17 @@ HYP_TEXT_NAMES = ("hypothesis", "hyp", "prediction", "pred", "output", "result",
 
 
 def read_id_text(path: str | Path) -> tuple[dict[str, str], list[str]]:
-    """id -> text, plus warnings (duplicate ids: the last one wins). Raises DataError naming the line."""
+    """id -> text, plus warnings (duplicate ids: the last one wins). Raises DataError naming the line.
+
+    A file without utterances (empty, blank, or a header alone) gives an empty table in every
+    format: whether that is an error (a reference) or a result (a system that said nothing)
+    is the caller's call."""
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise DataError(f"{path} is a folder: pass a transcript file (CSV, TSV, JSONL or Kaldi text)")
+        if path.exists():
+            raise DataError(f"{path} is not a regular file: pass a transcript file saved on disk")
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
@@ -83,6 +91,8 @@ def _read_kaldi(path: Path) -> tuple[dict[str, str], list[str]]:
 
 
 def _read_csv(path: Path) -> tuple[dict[str, str], list[str]]:
+    if not read_text(path, allow_empty=True).text.strip():
+        return {}, []
     table = read_table(path)
     header = table.rows[0].cells
     id_col = find_column(header, ID_COLUMN_NAMES)

@@ -72,6 +72,9 @@ def _project_root(value: str | None) -> Path:
 def cmd_init(args: argparse.Namespace) -> int:
     from kimi_tui.project import init_project
 
+    if not args.dir.strip():  # `kimi-tui init "$DIR"` with DIR unset: never this folder by accident
+        raise KimiTuiError("init needs the folder to create the project in, and DIR is empty: "
+                           "pass a path (`kimi-tui init .` for this folder)")
     project = init_project(
         args.dir,
         sample=args.sample,

@@ -168,6 +168,7 @@ CASES = {
     "init-over-a-project": _init_over_project,
     "init-config-is-a-folder": _init_config_is_folder,
     "init-missing-train-csv": _init_missing_train_csv,
+    "init-empty-dir": lambda tmp: (["init", "", "--sample"], ["DIR is empty", "kimi-tui init ."]),
     "project-is-a-file": _project_is_file,
     "config-is-a-folder": _config_is_folder,
     "config-binary-garbage": _config_binary,
@@ -188,7 +189,7 @@ CASES = {
 def test_user_error_is_one_located_message(tmp_path: Path, case: str) -> None:
     argv, expected = CASES[case](tmp_path)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    out = kimi(*argv, code=2)
+    out = kimi(*argv, cwd=tmp_path, code=2)
     assert_one_error(out.stderr)
     for text in expected:
         assert text in out.stderr, (text, out.stderr)

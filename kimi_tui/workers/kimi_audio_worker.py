@@ -673,8 +673,10 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> int:
         if is_main:
             shutil.rmtree(partial, ignore_errors=True)
         trainer.save_model(str(partial))  # every rank: ZeRO-3 gathers the 16-bit weights collectively
-    except OSError as exc:
-        if not is_disk_full(exc):
+    except WorkerError:
+        raise
+    except Exception as exc:  # torch and safetensors report a full disk as their own errors
+        if not is_disk_full(exc, output):
             raise
         if is_main:
             shutil.rmtree(partial, ignore_errors=True)

@@ -771,25 +771,27 @@ def cmd_train(args: argparse.Namespace, events: EventWriter) -> None:
         elapsed = time.time() - started
         guard.verdict.raise_if_tripped(WorkerError)  # stopped early: no final model
         trainer.save_model(str(final))
-    except OSError as exc:
-        if is_disk_full(exc):
+        guard_final_model(guard, final, WorkerError, step=trainer.state.global_step)
+        if trainer.is_world_process_zero():
+            save_tokenizer(tokenizer, final, kind)
+            fe.save_pretrained(str(final))
+            write_meta(
+                final,
+                {
+                    **support["meta"],
+                    "parameters": count_parameters(model),
+                    "step": trainer.state.global_step,
+                    "train_seconds": round(elapsed, 2),
+                },
+            )
+            events.progress(trainer.state.global_step, trainer.state.max_steps, epoch=trainer.state.epoch)
+            events.artifact("model", final, step=trainer.state.global_step)
+    except WorkerError:
+        raise
+    except Exception as exc:  # torch and safetensors report a full disk as their own errors
+        if is_disk_full(exc, out):
             raise WorkerError(handle_disk_full(out, exc)) from None
         raise
-    guard_final_model(guard, final, WorkerError, step=trainer.state.global_step)
-    if trainer.is_world_process_zero():
-        save_tokenizer(tokenizer, final, kind)
-        fe.save_pretrained(str(final))
-        write_meta(
-            final,
-            {
-                **support["meta"],
-                "parameters": count_parameters(model),
-                "step": trainer.state.global_step,
-                "train_seconds": round(elapsed, 2),
-            },
-        )
-        events.progress(trainer.state.global_step, trainer.state.max_steps, epoch=trainer.state.epoch)
-        events.artifact("model", final, step=trainer.state.global_step)
     say(f"train done: {trainer.state.global_step} steps in {elapsed:.1f} s -> {final}")
 
 

@@ -30,6 +30,7 @@ from kimi_tui.config import (
 )
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.fsutil import atomic_write_text
+from kimi_tui.workers.disk_full import free_bytes, is_disk_full
 
 SAMPLE_FILES = ("audio", "test_audio", "split_lingyin_audio_test.csv", "split_lingyin_audio_answer.csv")
 
@@ -195,14 +196,25 @@ def init_project(
         if target.exists():
             raise KimiTuiError(f"{target} already exists; refusing to overwrite it. Pick an empty folder.")
         source = bundled_path("sample_data")
-        root.mkdir(parents=True, exist_ok=True)
-        target.mkdir()
-        for name in SAMPLE_FILES:
-            src = source / name
-            if src.is_dir():
-                shutil.copytree(src, target / name)
-            else:
-                shutil.copy2(src, target / name)
+        created = _make_root(root)
+        try:
+            target.mkdir()
+            for name in SAMPLE_FILES:
+                src = source / name
+                if src.is_dir():
+                    shutil.copytree(src, target / name)
+                else:
+                    shutil.copy2(src, target / name)
+            atomic_write_text(config_path, render_default_config(cfg))
+        except (OSError, shutil.Error) as exc:
+            # A half-copied sample would make the next `init` refuse ("sample already exists").
+            shutil.rmtree(target, ignore_errors=True)
+            if created:
+                shutil.rmtree(root, ignore_errors=True)
+            if is_disk_full(exc):  # shutil.Error (copytree) keeps only the text of each file's error
+                raise _disk_full(root, source) from None
+            raise
+        return Project.load(root)
     else:
         if not (train_csv or train_jsonl):
             raise KimiTuiError("init needs --sample, or --train-csv with --train-audio, or --train-jsonl")
@@ -228,6 +240,40 @@ def init_project(
             if not want_dir and not path.is_file():
                 raise KimiTuiError(f"{option} {value}: no such file")
             setattr(cfg.data, option[2:].replace("-", "_"), str(path))
-        root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_path, render_default_config(cfg))
+        created = _make_root(root)
+        try:
+            atomic_write_text(config_path, render_default_config(cfg))
+        except OSError as exc:
+            if created:
+                shutil.rmtree(root, ignore_errors=True)
+            if is_disk_full(exc):
+                raise _disk_full(root, None) from None
+            raise
     return Project.load(root)
+
+
+def _make_root(root: Path) -> bool:
+    """Create the project folder; whether it was created here (so a failed init removes it)."""
+    existed = root.exists()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise _disk_full(root, None) from None
+        raise
+    return not existed
+
+
+def _tree_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _disk_full(root: Path, sample: Path | None) -> KimiTuiError:
+    """A full disk during init, in one message: where, how much is free, and that nothing was left."""
+    usage = free_bytes(root)
+    free = f"{usage[0] / 1e6:,.1f} MB free" if usage is not None else "free space unknown"
+    need = f"; the sample needs {_tree_bytes(sample) / 1e6:,.1f} MB" if sample is not None else ""
+    return KimiTuiError(
+        f"cannot create the project in {root}: the disk holding it is full ({free}{need}). "
+        f"Nothing was left behind: free space there (or pick a folder on another disk), then run "
+        f"`kimi-tui init {root}{' --sample' if sample is not None else ''}` again.")

@@ -19,11 +19,13 @@ from kimi_tui.workers.disk_full import handle_disk_full
 FAULTS = Path(__file__).parent / "fault_injection"
 
 
-def short_training(root: Path) -> Project:
-    """The sample on the tiny engine, 30 optimizer steps, a checkpoint every 10."""
+def short_training(root: Path, epochs: int = 30, save_steps: int = 10) -> Project:
+    """The sample on the tiny engine (9 clips, batch 9: one optimizer step an epoch), a checkpoint
+    every ``save_steps``."""
     project = init_project(root, sample=True)
     config = project.config
-    for key, value in {"train.epochs": 30, "train.save_steps": 10, "train.logging_steps": 5}.items():
+    for key, value in {"train.epochs": epochs, "train.save_steps": save_steps,
+                       "train.logging_steps": min(5, save_steps)}.items():
         config = set_field(config, key, value)
     save_config(project.config_path, config)
     return Project.load(root)
@@ -37,30 +39,29 @@ def run(project: Project, stage: str, resume: bool = False):
 
 @pytest.mark.slow
 def test_disk_full_during_a_checkpoint_save_keeps_the_earlier_ones_and_resume_finishes(tmp_path, monkeypatch):
-    project = short_training(tmp_path / "p")
+    """The simulated ENOSPC (an OSError, on any machine); tests/test_disk_full_real.py fills a real disk."""
+    project = short_training(tmp_path / "p", epochs=3, save_steps=1)
     for stage in ("prepare", "extract", "convert"):
         assert run(project, stage)[0].state == "succeeded"
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("KIMI_TUI_FAULT", "enospc-on-optimizer-save:2")  # the save of checkpoint-20
+    monkeypatch.setenv("KIMI_TUI_FAULT", "enospc-on-optimizer-save:2")  # the save of checkpoint-2
     info, log = run(project, "train")
     assert info.state == "failed"
     assert "is full (No space left on device" in log
-    assert "The half-written checkpoint-20 was removed." in log
-    assert "Complete and intact: checkpoint-10." in log and "kimi-tui run train --resume" in log
+    assert "The half-written checkpoint-2 was removed." in log
+    assert "Complete and intact: checkpoint-1." in log and "kimi-tui run train --resume" in log
     assert "Traceback" not in log
     names = [(c.name, c.complete) for c in list_checkpoints(project.training_dir)]
-    assert names == [("checkpoint-10", True)]
+    assert names == [("checkpoint-1", True)]
 
     monkeypatch.delenv("KIMI_TUI_FAULT")
     info, log = run(project, "train", resume=True)
     assert info.state == "succeeded", log[-3000:]
-    assert "resuming from checkpoint-10" in log
-    state = json.loads((project.training_dir / "trainer_state.json").read_text()) if (
-        project.training_dir / "trainer_state.json").exists() else json.loads(
-        (project.training_dir / "checkpoint-30" / "trainer_state.json").read_text())
-    assert state["global_step"] == 30
+    assert "resuming from checkpoint-1" in log
+    state = json.loads((project.training_dir / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
     assert [c.name for c in list_checkpoints(project.training_dir) if c.complete] == [
-        "checkpoint-10", "checkpoint-20", "checkpoint-30"]
+        "checkpoint-1", "checkpoint-2", "checkpoint-3"]
 
 
 def test_the_message_without_any_complete_checkpoint_says_to_start_again(tmp_path):

@@ -1,12 +1,14 @@
 """Fault injection: kill -9 of the training worker at random moments and in the middle of checkpoint
-saves, SIGHUP of the TUI, a stop during evaluation. Every trial must recover: `--resume` finishes
-with the planned number of optimizer steps, from a complete checkpoint; a killed run is never left
-"running"; nothing of an earlier result is lost.
+saves, kill -9 of the run's supervisor while its worker trains on, status.json emptied or truncated
+mid-run, SIGHUP of the TUI, a stop during evaluation. Every trial must recover: `--resume` finishes
+with the planned number of optimizer steps, from a complete checkpoint; a run is never read as over
+(`interrupted`, `failed`) while a process of it lives, and never left "running" once none does;
+`stop` leaves no process of it; nothing of an earlier result is lost.
 
-The summary line (trials, recovered, lost) is printed to the terminal even under -q.
-KIMI_TUI_FAULT_TRIALS sets the number of kill -9 trials (default 14, half of them mid-save: the suite must stay
-under 20 minutes on a 2-core machine, where each trial takes ~22 s; KIMI_TUI_FAULT_TRIALS=20 or more for a soak).
-"""
+The summary line (trials, recovered, lost, by class) is printed to the terminal even under -q.
+KIMI_TUI_FAULT_TRIALS sets the number of trials (default 14: 6 mid-save and 4 random worker kills,
+2 supervisor kills, 2 damaged status.json; the suite must stay under 20 minutes on a 2-core
+machine, where each trial takes ~22 s; KIMI_TUI_FAULT_TRIALS=21 or more for a soak)."""
 
 from __future__ import annotations
 
@@ -97,23 +99,70 @@ def training_started(run_dir: Path, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+# By trial number: the worker killed mid-save or at a random step, its supervisor killed, its
+# status.json damaged while it trains.
+MODES = ("random", "mid-save", "supervisor", "mid-save", "random", "status", "mid-save")
+
+
+def wait_for_step(run_dir: Path, target_step: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and read_run(run_dir).active:
+        steps = [e.get("step", 0) for e in read_events(run_dir / "events.jsonl") if e.get("type") in ("progress", "metric")]
+        if steps and max(steps) >= target_step:
+            return
+        time.sleep(0.01)
+
+
+def stop_after_lost_record(run_dir: Path, trial: Trial) -> bool:
+    """The supervisor is gone or status.json damaged while the worker trains on: the run must read
+    as running (never interrupted) while its processes live, and `stop` must leave none of them."""
+    members = set(read_run(run_dir).processes)
+    for _ in range(5):  # a few readings while the worker goes on
+        info = read_run(run_dir)
+        if not info.processes:
+            break  # it finished meanwhile: the last reading must then say it is over
+        members |= info.processes
+        if info.state != "running":
+            trial.why = f"read {info.state} while processes {sorted(info.processes)} of the run lived"
+            return False
+        time.sleep(0.05)
+    info = stop_run(run_dir, grace=(5.0, 5.0, 5.0))
+    left = processes_left(members | set(info.raw.get("stopped_pids") or []))
+    if left:
+        trial.why = f"processes {sorted(left)} survived the stop"
+        return False
+    if info.active or info.state not in ("stopped", "succeeded"):
+        trial.why = f"after the stop the run reads {info.summary}"
+        return False
+    return True
+
+
 def one_trial(template: Path, where: Path, number: int, total: int) -> Trial:
     rng = random.Random(number)
-    mode = "mid-save" if number % 2 else "random"
+    mode = MODES[number % len(MODES)]
     trial = Trial(number, mode)
     project = copy_project(template, where)
     run_dir = start(project, "train")
     pid = worker_pid(run_dir)
     training_started(run_dir)
+    if mode in ("supervisor", "status"):
+        wait_for_step(run_dir, rng.randint(1, total - 4))
+        time.sleep(rng.uniform(0.0, 0.3))
+        if mode == "supervisor":
+            os.kill(read_run(run_dir).raw["supervisor_pid"], signal.SIGKILL)
+        else:
+            status = run_dir / "status.json"
+            text = status.read_text()
+            status.write_text(text[: rng.randint(0, len(text) - 1)])  # emptied or cut anywhere
+        if not stop_after_lost_record(run_dir, trial):
+            return trial
+        if read_run(run_dir).state == "succeeded":  # it ended before the stop: nothing to resume
+            trial.killed_at = "after the end"
+            return check_result(project, trial, total, where)
+        return resume_and_check(project, trial, total, where)
     if mode == "random":
         # A random optimizer step (from the run's own progress events), then a random fraction of a step.
-        target_step = rng.randint(1, total - 1)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and read_run(run_dir).active:
-            steps = [e.get("step", 0) for e in read_events(run_dir / "events.jsonl") if e.get("type") in ("progress", "metric")]
-            if steps and max(steps) >= target_step:
-                break
-            time.sleep(0.01)
+        wait_for_step(run_dir, rng.randint(1, total - 1))
         time.sleep(rng.uniform(0.0, 0.3))
     else:
         # The moment a checkpoint folder appears and before the Trainer writes its trainer_state.json.
@@ -134,19 +183,30 @@ def one_trial(template: Path, where: Path, number: int, total: int) -> Trial:
         return trial
     if info.state == "succeeded":  # the kill came after the end: nothing to recover
         trial.killed_at = "after the end"
-    else:
-        info, log = run_to_end(project, "train", resume=True)
-        if info.state != "succeeded":
-            trial.why = f"resume {info.state}: {log[-1500:]}"
+        return check_result(project, trial, total, where)
+    return resume_and_check(project, trial, total, where)
+
+
+def resume_and_check(project: Project, trial: Trial, total: int, where: Path) -> Trial:
+    if not trial.killed_at:
+        done = sorted(project.training_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        trial.killed_at = ", ".join(f"{p.name}{'' if checkpoint_complete(p) else ' (half-written)'}" for p in done) or "before any save"
+    info, log = run_to_end(project, "train", resume=True)
+    if info.state != "succeeded":
+        trial.why = f"resume {info.state}: {log[-1500:]}"
+        return trial
+    if "resuming from " in log:
+        trial.resumed_from = log.split("resuming from ", 1)[1].split(",", 1)[0]
+        resumed = project.training_dir / trial.resumed_from
+        if not checkpoint_complete(resumed):
+            trial.why = f"resumed from an incomplete {resumed.name}"
             return trial
-        if "resuming from " in log:
-            trial.resumed_from = log.split("resuming from ", 1)[1].split(",", 1)[0]
-            resumed = project.training_dir / trial.resumed_from
-            if not checkpoint_complete(resumed):
-                trial.why = f"resumed from an incomplete {resumed.name}"
-                return trial
-        else:
-            trial.resumed_from = "scratch"
+    else:
+        trial.resumed_from = "scratch"
+    return check_result(project, trial, total, where)
+
+
+def check_result(project: Project, trial: Trial, total: int, where: Path) -> Trial:
     meta = json.loads((project.training_dir / "final" / "kimi_tui_model.json").read_text())
     trial.final_step = meta.get("step")
     if trial.final_step != total:
@@ -168,9 +228,12 @@ def test_kill_9_during_training_and_saves_always_recovers(prepared, tmp_path, ca
     recovered = sum(t.recovered for t in trials)
     lost = len(trials) - recovered
     mid_save = [t for t in trials if "half-written" in t.killed_at]
+    by_mode = {m: sum(t.mode == m for t in trials) for m in dict.fromkeys(MODES)}
     with capsys.disabled():
-        print(f"\nfault injection (kill -9 of the train worker): trials {len(trials)}, recovered {recovered}, "
-              f"lost {lost}; {len(mid_save)} killed with a half-written checkpoint on disk")
+        print(f"\nfault injection (train: kill -9 of the worker mid-save {by_mode['mid-save']} / at random "
+              f"{by_mode['random']}, of its supervisor {by_mode['supervisor']}, status.json damaged {by_mode['status']}): "
+              f"trials {len(trials)}, recovered {recovered}, lost {lost}; "
+              f"{len(mid_save)} killed with a half-written checkpoint on disk")
         for t in trials:
             print(f"  #{t.number:2} {t.mode:8} on disk: {t.killed_at}; resumed from {t.resumed_from or '-'}; "
                   f"final step {t.final_step}" + (f"; LOST: {t.why}" if not t.recovered else ""))

@@ -123,18 +123,21 @@ def _fmt_time(ts: float | None) -> str:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from kimi_tui.checkpoints import list_checkpoints
+    from kimi_tui.evaluate.state import evaluation_states
     from kimi_tui.project import Project
     from kimi_tui.runs import list_runs
 
     project = Project.load(_project_root(args.project))
     runs = list_runs(project.runs_dir)
     checkpoints = list_checkpoints(project.training_dir)
+    evaluations = evaluation_states(project.evaluations_dir, project.runs_dir)
     if args.json:
         json.dump(
             {
                 "project": str(project.root),
                 "runs": [r.to_dict() for r in runs],
                 "checkpoints": [c.to_dict() for c in checkpoints],
+                "evaluations": [e.to_dict() for e in evaluations],
             },
             sys.stdout,
             ensure_ascii=False,
@@ -157,6 +160,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             loss = "-" if c.loss is None else f"{c.loss:.4f}"
             flag = "" if c.complete else "  (incomplete: ignored)"
             print(f"  {c.name:20} step {c.step:6} loss {loss:>8} {c.size_bytes / 1e6:8.1f} MB{flag}")
+    if evaluations:
+        print("evaluations:")
+        for e in evaluations:
+            print(f"  {e.summary()}")
     return 0
 
 
@@ -201,22 +208,39 @@ def _normaliser(project=None, args=None):
 
 def cmd_report(args: argparse.Namespace) -> int:
     from kimi_tui.evaluate.report import build_report, load_evaluation, render_csv, render_markdown
+    from kimi_tui.evaluate.state import evaluation_state, evaluation_states
     from kimi_tui.project import Project
 
     project = Project.load(_project_root(args.project))
+    skipped = []
     if args.evaluation:
         folder = Path(args.evaluation)
         folder = folder if folder.is_absolute() else project.evaluations_dir / folder
+        state = evaluation_state(folder, project.runs_dir)
     else:
-        found = sorted(p.parent for p in project.evaluations_dir.glob("*/evaluation.json"))
+        found = [e for e in evaluation_states(project.evaluations_dir, project.runs_dir)
+                 if (e.path / "evaluation.json").exists()]
         if not found:
             raise KimiTuiError(f"no evaluation in {project.evaluations_dir} yet: run `kimi-tui run evaluate`")
-        folder = found[-1]
+        # "The latest" is the latest complete one: a newer evaluation that is running, was stopped
+        # or lost a model would otherwise hide the last full set of numbers behind a partial one.
+        # It is named on stderr (stdout stays the report, parseable as json/csv), and
+        # `--evaluation NAME` reports it, marked.
+        complete = [e for e in found if e.complete]
+        state = complete[-1] if complete else found[-1]
+        skipped = [e for e in found if e.path.name > state.path.name]
+        folder = state.path
+    for e in skipped:
+        print(f"kimi-tui: note: skipped the newer evaluation {e.path.name} ({e.state}: {e.missing()}); "
+              f"`kimi-tui report --evaluation {e.path.name}` reports it, marked", file=sys.stderr)
+    if not state.complete:
+        print(f"kimi-tui: note: {folder.name} is {state.state}: {state.missing()}", file=sys.stderr)
     pairs = [tuple(args.compare)] if args.compare else None
     report = build_report(
-        load_evaluation(folder), _normaliser(project, args), pairs=pairs,
+        load_evaluation(folder, state=state), _normaliser(project, args), pairs=pairs,
         resamples=project.config.eval.bootstrap_resamples,
     )
+    report["skipped"] = [{"evaluation": e.path.name, "state": e.state, "missing": e.missing()} for e in skipped]
     if args.format == "json":
         json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
         print()

@@ -274,6 +274,8 @@ def render_markdown(report: dict) -> str:
         f"{report['evaluation']}",
         "",
     ]
+    for skipped in report.get("skipped") or []:
+        lines += [f"Newer evaluation {skipped['evaluation']} not shown: {skipped['state']} ({skipped['missing']}).", ""]
     if state != "complete":
         lines += [f"**{state}**: {report.get('missing') or 'see kimi-tui status'}. Only complete models are "
                   "scored as they are; partial ones over the clips they have; failed ones not at all.", ""]

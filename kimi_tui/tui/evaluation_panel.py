@@ -19,6 +19,11 @@ agrees with the screen. Loading, scoring, the bootstrap and the export run in na
 failure becomes the app's modal). The panel polls ``evaluations/`` every two seconds (a stat of
 a few files): a new evaluation appears without a key press, and one still being written is
 re-scored as its predictions grow.
+
+What is finished comes from ``kimi_tui.evaluate.state``, the same answer `kimi-tui report` and
+`kimi-tui status` give: the title says running / partial / failed and what is missing, a failed
+model is listed with its reason and never with numbers (its missing predictions are not a
+transcript of nothing), and a partial model's numbers are over the clips it has, marked so.
 """
 
 from __future__ import annotations
@@ -43,12 +48,14 @@ from kimi_tui.evaluate.normalise import Normaliser, NormaliserOptions
 from kimi_tui.evaluate.report import (
     Evaluation,
     build_report,
+    common_clips,
     default_pairs,
     load_evaluation,
     render_csv,
     render_markdown,
     score_evaluation,
 )
+from kimi_tui.evaluate.state import EvaluationState
 from kimi_tui.fsutil import atomic_write_json, atomic_write_text
 from kimi_tui.project import Project
 from kimi_tui.tui.panel import PaletteCommand, Panel
@@ -144,7 +151,7 @@ def _signature(folder: Path) -> tuple:
     """Size and mtime of every file scoring reads, to notice predictions being written."""
     out = []
     for path in [folder / "evaluation.json", folder / "references.jsonl", folder / "metrics.json",
-                 *sorted(folder.glob("*/predictions.jsonl"))]:
+                 *sorted(folder.glob("*/predictions*.jsonl")), *sorted(folder.glob("*/status*.json"))]:
         try:
             st = path.stat()
         except OSError:
@@ -162,27 +169,51 @@ class Loaded:
     options: NormaliserOptions
     label: str
     scores: dict[str, dict[str, list[UtteranceScore]]]  # model -> split -> scores (reference order)
-    metrics: dict[str, dict[str, dict]]  # model -> split -> summarise()
-    finished: bool  # metrics.json exists: the evaluate stage got to the end
+    metrics: dict[str, dict[str, dict]]  # scored model -> split -> summarise()
+    finished: bool  # the transcription is over (complete, partial or failed): its files stop changing
+    state: EvaluationState | None = None
 
     def __post_init__(self) -> None:
         self.index = {m: {s: {u.id: u for u in per[s]} for s in per} for m, per in self.scores.items()}
 
     @property
     def models(self) -> list[str]:
+        """The models with numbers (complete, or partial over their clips): the ones A and B can be."""
+        return self.evaluation.scored
+
+    @property
+    def all_models(self) -> list[str]:
         return self.evaluation.models
+
+    def model_state(self, model: str) -> str:
+        return self.evaluation.model_state(model)
+
+    def headline(self) -> str:
+        """'failed: checkpoint-30 · partial: checkpoint-20 3/9' for the title; '' when complete."""
+        st = self.state
+        if st is None or st.complete:
+            return ""
+        failed = [m.name for m in st.models if m.state == "failed"]
+        partial = [f"{m.name} {m.clips}/{m.of}" for m in st.models if m.state in ("partial", "running", "pending")]
+        parts = []
+        if failed:
+            parts.append("failed: " + ", ".join(failed))
+        if partial:
+            parts.append(("running: " if st.state == "running" else "partial: ") + ", ".join(partial))
+        return " · ".join(parts) or st.state
 
     @property
     def splits(self) -> list[str]:
         return self.evaluation.splits
 
 
-def load_and_score(folder: Path, options: NormaliserOptions) -> Loaded:
-    ev = load_evaluation(folder)
+def load_and_score(folder: Path, options: NormaliserOptions, runs_dir: Path | None = None) -> Loaded:
+    ev = load_evaluation(folder, runs_dir=runs_dir)
     normaliser = Normaliser(options)
     scores = score_evaluation(ev, normaliser)
-    metrics = {m: {s: summarise(scores[m][s], normaliser) for s in ev.splits} for m in ev.models}
-    return Loaded(folder, ev, options, normaliser.label, scores, metrics, (folder / "metrics.json").exists())
+    metrics = {m: {s: summarise(scores[m][s], normaliser) for s in ev.splits} for m in scores}
+    finished = ev.state is None or ev.state.state != "running"
+    return Loaded(folder, ev, options, normaliser.label, scores, metrics, finished, ev.state)
 
 
 @dataclass(frozen=True)
@@ -320,7 +351,7 @@ class EvaluationPanel(Panel):
 
     @work(thread=True, name="evaluation: load", exit_on_error=False, exclusive=True, group="evaluation-load")
     def _load(self, folder: Path, options: NormaliserOptions, generation: int) -> None:
-        loaded = load_and_score(folder, options)
+        loaded = load_and_score(folder, options, self.project.runs_dir)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._on_loaded, generation, loaded)
 
@@ -329,7 +360,11 @@ class EvaluationPanel(Panel):
             return  # a newer load was asked for meanwhile
         first = self.data is None
         same_folder = self.data is not None and self.data.folder == loaded.folder
+        was = self.data.state.state if same_folder and self.data.state is not None else None
         self.data = loaded
+        if loaded.state is not None and loaded.state.state in ("failed", "partial") and was != loaded.state.state:
+            self.notify(f"{loaded.folder.name} is {loaded.state.state}: {loaded.state.missing()}",
+                        title="Evaluation", severity="warning" if loaded.state.state == "partial" else "error")
         self._compare_cache.clear()
         self.comparison = None
         models = loaded.models
@@ -415,10 +450,10 @@ class EvaluationPanel(Panel):
             self.set_status(f"{name} · loading…")
             return
         n = next((per[self.split]["n_utts"] for per in d.metrics.values() if self.split in per), 0)
-        status = f"{name} · {self.split} N={n} · {d.label}"
-        missing = sum(per.get(self.split, {}).get("n_missing_hyp", 0) for per in d.metrics.values())
-        if missing and not d.finished:
-            status += " · partial"
+        complete = [per for m, per in d.metrics.items() if d.model_state(m) == "complete" and self.split in per]
+        n = next((per[self.split]["n_utts"] for per in complete), n)
+        headline = d.headline()
+        status = f"{name} · {headline} · {self.split} N={n}" if headline else f"{name} · {self.split} N={n} · {d.label}"
         self.set_status(status)
 
     def refresh_view(self, keep_selection: bool = True) -> None:
@@ -434,24 +469,40 @@ class EvaluationPanel(Panel):
         table = self.query_one("#ev-metrics", DataTable)
         row = table.cursor_row
         table.clear()
-        rated = [per[self.split]["cer"] for per in self.data.metrics.values()
-                 if self.split in per and per[self.split]["cer"] is not None]
+        d = self.data
+        rated = [per[self.split]["cer"] for model, per in d.metrics.items()
+                 if self.split in per and per[self.split]["cer"] is not None and d.model_state(model) == "complete"]
         best = min(rated) if rated else None
-        for model in self.data.models:
-            m = self.data.metrics[model].get(self.split)
-            if m is None:
-                continue
+        for model in d.all_models:
+            state = d.model_state(model)
             roles = ("A" if model == self.model_a else "") + ("B" if model == self.model_b else "")
             name = Text()
             name.append(f"{roles:<2}", style=STYLE_LABEL.get(roles[:1], ""))
             name.append(model, style="bold" if roles else "")
+            m = d.metrics.get(model, {}).get(self.split)
+            ms = d.state.model(model) if d.state is not None else None
+            if m is None:
+                if model in d.metrics:
+                    continue  # scored, but not on this split
+                # Failed or not transcribed: the reason instead of numbers (never a CER of nothing).
+                word = "failed" if state == "failed" else state if state == "running" else "none"
+                dash = Text("-", justify="right", style="dim")
+                clips = f"{ms.clips}/{ms.of}" if ms is not None else "-"
+                table.add_row(name, Text(word, justify="right", style="bold red" if state == "failed" else "dim"),
+                              dash, dash, dash, dash, dash, Text(clips, justify="right", style="dim"), key=model)
+                continue
+            partial = state in ("partial", "running")
+            if partial:
+                name.append(" partial", style="yellow")
             cer = Text(pct(m["cer"]), justify="right",
-                       style="bold green" if m["cer"] is not None and m["cer"] == best else "")
+                       style="bold green" if m["cer"] is not None and m["cer"] == best and not partial
+                       else "yellow" if partial else "")
+            n_text = f"{m['n_utts']}/{ms.of}" if partial and ms is not None else str(m["n_utts"])
             table.add_row(
                 name, cer, Text(f"{m['sub']}/{m['del']}/{m['ins']}", justify="right"),
                 Text(pct(m["macro_cer"]), justify="right"), Text(pct(m["ser"]), justify="right"),
                 Text(pct(m["exact_match"]), justify="right"), Text(pct(m["similarity"]), justify="right"),
-                Text(str(m["n_utts"]), justify="right"), key=model,
+                Text(n_text, justify="right", style="yellow" if partial else ""), key=model,
             )
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1), animate=False)
@@ -470,7 +521,10 @@ class EvaluationPanel(Panel):
         self.comparison = self._compare_cache.get(key)
         if self.comparison is None:
             static.update(self._comparison_text(None))
-            self._compare(key, d.scores[self.model_a][self.split], d.scores[self.model_b][self.split])
+            sa, sb = d.scores[self.model_a][self.split], d.scores[self.model_b][self.split]
+            if self._partial_pair():
+                sa, sb = common_clips(sa, sb)  # a partial model: over the clips both have
+            self._compare(key, sa, sb)
         else:
             static.update(self._comparison_text(self.comparison))
 
@@ -507,7 +561,14 @@ class EvaluationPanel(Panel):
                  f"unchanged {c.unchanged} of {c.n_utts}")
         if c.missing_in_b:
             t.append(f" · {c.missing_in_b} missing in B", style="red")
+        if self._partial_pair():
+            t.append(" · partial: over the clips both have", style="yellow")
         return t
+
+    def _partial_pair(self) -> bool:
+        d = self.data
+        return d is not None and any(d.model_state(m) in ("partial", "running")
+                                     for m in (self.model_a, self.model_b) if m is not None)
 
     def _fill_utterances(self, keep_selection: bool) -> None:
         d = self.data
@@ -620,6 +681,12 @@ class EvaluationPanel(Panel):
                 unknown.append(name)
             elif match not in found:
                 found.append(match)
+        unscored = [n for n in unknown if self._resolve_model(n, self.data.all_models) is not None]
+        unknown = [n for n in unknown if n not in unscored]
+        for name in unscored:  # in the evaluation, but failed or never transcribed: say why
+            st = self.data.state.model(self._resolve_model(name, self.data.all_models)) if self.data.state else None
+            self.notify(f"{st.describe() if st else name} in {self.data.folder.name}: it has no numbers to compare.",
+                        title="Evaluation", severity="warning")
         if unknown:
             self.notify(f"Not in evaluation {self.data.folder.name}: {', '.join(unknown)}. "
                         "Run the evaluate stage to score them.", title="Evaluation", severity="warning")

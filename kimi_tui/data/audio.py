@@ -39,6 +39,9 @@ class AudioInfo:
     subtype: str
     #: Frames the WAV header announces when the file holds fewer (a cut-short copy), else None.
     declared_frames: int | None = None
+    #: stat() of the file taken just before the header was read (prepare records it: data/fingerprints.py).
+    size: int | None = None
+    mtime_ns: int | None = None
 
 
 class AudioReadError(DataError):
@@ -56,6 +59,10 @@ def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
     Raises AudioReadError (a DataError) if the file is missing or not audio
     that this libsndfile can read.
     """
+    try:
+        st = os.stat(path)  # before the read: a change during the probe shows as a stat difference later
+    except (OSError, ValueError, TypeError):
+        st = None
     try:
         info = soundfile.info(os.fspath(path))
     except Exception as exc:  # LibsndfileError, TypeError on odd paths, OSError, ...
@@ -84,6 +91,8 @@ def probe_audio(path: str | os.PathLike[str]) -> AudioInfo:
         format=str(info.format),
         subtype=str(info.subtype),
         declared_frames=declared,
+        size=st.st_size if st is not None else None,
+        mtime_ns=st.st_mtime_ns if st is not None else None,
     )
 
 

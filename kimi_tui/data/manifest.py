@@ -89,6 +89,8 @@ class Manifest:
     utterances: list[Utterance]
     findings: list[Finding]
     n_rows: int
+    #: The probe of every audio file an utterance uses (stat included): what prepare records.
+    audio_info: dict[str, AudioInfo] = field(default_factory=dict, repr=False)
 
     @property
     def errors(self) -> list[Finding]:
@@ -268,6 +270,14 @@ class _Checker:
                      f"audio file {path} is {info.sample_rate} Hz; it is resampled to 16 kHz at load",
                      "Nothing to do; converting once to 16 kHz (ffmpeg -ar 16000) saves that work on every epoch.")
         return info
+
+    def used_audio(self) -> dict[str, AudioInfo]:
+        out: dict[str, AudioInfo] = {}
+        for u in self.utterances:
+            info = self._probes.get(u.audio)
+            if isinstance(info, AudioInfo):
+                out[u.audio] = info
+        return out
 
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings, key=lambda f: (f.line or 0, _LEVEL_ORDER[f.level]))
@@ -452,7 +462,7 @@ def _load_csv(split: str, csv_path: Path, audio_dir: Path | None, id_column: str
                     f"(it has {len(index)} audio files, e.g. {examples})",
                     "Check that data.audio_dir is the folder for this split and that the id column holds the "
                     "audio file names.")
-    return Manifest(split, checker.utterances, checker.sorted_findings(), len(rows))
+    return Manifest(split, checker.utterances, checker.sorted_findings(), len(rows), checker.used_audio())
 
 
 def _check_csv_row(checker: _Checker, row: Row, layout: _Layout, ncols: int, needed: int, sep: str,
@@ -533,7 +543,7 @@ def _load_jsonl(split: str, jsonl_path: Path, encoding: str, max_duration_s: flo
             f"no line of {jsonl_path} is JSON (line {lines[0][0]}: {lines[0][1][:60]!r}); if it is a CSV, "
             "use it as the CSV source (data.csv_path) instead"
         )
-    return Manifest(split, checker.utterances, checker.sorted_findings(), len(lines))
+    return Manifest(split, checker.utterances, checker.sorted_findings(), len(lines), checker.used_audio())
 
 
 # --------------------------------------------------------------------------- API

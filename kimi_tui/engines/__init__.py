@@ -145,6 +145,20 @@ def torchrun(python: str, num_gpus: int, num_nodes: int = 1, rdzv_endpoint: str 
     return argv + ["--nnodes", "1", "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
 
 
+def audio_unchanged(project) -> None:
+    """Refuse a stage that reads the audio when a clip differs from what prepare recorded (size, length,
+    rate): the KimiTuiError names each file and says to run prepare again. stat() only, unless changed."""
+    from kimi_tui.data.fingerprints import require_unchanged  # soundfile, for a changed file: not at start-up
+
+    require_unchanged(project.data_dir)
+
+
+def fingerprints_file(project):
+    from kimi_tui.data.fingerprints import fingerprints_path
+
+    return fingerprints_path(project.data_dir)
+
+
 def evaluated_models(project, base: str | None, export: str | None) -> list[tuple[str, str]]:
     """(name, folder) of what the evaluate stage scores: the base model, the checkpoints chosen by
     [eval] checkpoints (complete ones only), the export; the same rule for every engine."""

@@ -24,6 +24,7 @@ from kimi_tui.engines import (
     OFFLINE_ENV,
     STAGES,
     Schedule,
+    audio_unchanged,
     compute_schedule,
     count_lines,
     evaluated_models,
@@ -39,7 +40,7 @@ from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan
 
 #: The stdlib-only files the worker needs, relative to the kimi_tui package.
-WORKER_FILES = ("__init__.py", "events.py", "workers/__init__.py", "workers/deepspeed_setup.py", "workers/disk_full.py",
+WORKER_FILES = ("__init__.py", "events.py", "data/fingerprints.py", "workers/__init__.py", "workers/deepspeed_setup.py", "workers/disk_full.py",
                 "workers/gpus.py", "workers/kimi_audio_batching.py", "workers/kimi_audio_worker.py", "workers/training_guards.py")
 WHISPER_ID = "openai/whisper-large-v3"
 GLM4_ID = "THUDM/glm-4-voice-tokenizer"
@@ -176,6 +177,7 @@ class KimiAudioEngine:
     def _plan_extract(self, project: Project) -> StagePlan:
         if not project.train_jsonl.exists():
             raise KimiTuiError(f"{project.train_jsonl} does not exist yet: run the prepare stage first")
+        audio_unchanged(project)  # the audio is what prepare checked, or the stage refuses
         argv, checkout = self._worker(project, "extract")
         argv += ["--base-model", str(self.base_model(project))]
         splits = [("train", project.train_jsonl)]
@@ -222,6 +224,7 @@ class KimiAudioEngine:
             )
         sched = self.schedule(project)
         require_checkpoints(sched, t, cfg.engine.device)
+        audio_unchanged(project)  # the official loader reads the audio again for Whisper features
         checkout = self.checkout(project)
         python = self.python(project)
         distributed = t.num_gpus > 1 or t.num_nodes > 1 or ds.enabled
@@ -321,6 +324,7 @@ class KimiAudioEngine:
         chosen = [(s, splits[s]) for s in project.config.eval.splits if splits[s].exists()]
         if not chosen:
             raise KimiTuiError("no prepared split to evaluate: run the prepare stage first")
+        audio_unchanged(project)
         if resume:  # predictions already written are kept; only the missing clips are transcribed
             out = self.unfinished_evaluation(project)
         else:

@@ -15,9 +15,11 @@ from kimi_tui.engines import (
     OFFLINE_ENV,
     STAGES,
     Schedule,
+    audio_unchanged,
     compute_schedule,
     count_lines,
     evaluated_models,
+    fingerprints_file,
     require_checkpoints,
     schedule_args,
     scoring_args,
@@ -74,13 +76,15 @@ class WhisperEngine:
             env={"PYTHONUNBUFFERED": "1"},
             cwd=str(project.root),
             inputs=[str(project.config_path)],
-            outputs=[str(project.train_jsonl), str(project.test_jsonl), str(project.findings_json)],
+            outputs=[str(project.train_jsonl), str(project.test_jsonl), str(project.findings_json),
+                     str(fingerprints_file(project))],
             description="read the transcripts and audio, validate, write Kimi-format JSONL",
         )
 
     def _plan_extract(self, project: Project) -> StagePlan:
         if not project.train_jsonl.exists():
             raise KimiTuiError(f"{project.train_jsonl} does not exist yet: run the prepare stage first")
+        audio_unchanged(project)  # the audio is what prepare checked, or the stage refuses
         args = ["--model", self.model_source(project), "--train-jsonl", str(project.train_jsonl)]
         if project.test_jsonl.exists():
             args += ["--test-jsonl", str(project.test_jsonl)]
@@ -109,6 +113,7 @@ class WhisperEngine:
         t = project.config.train
         sched = self.schedule(project)
         require_checkpoints(sched, t, project.config.engine.device)
+        audio_unchanged(project)
         args = [
             "--model", str(project.base_model_dir),
             "--features", str(project.features_dir),
@@ -166,6 +171,7 @@ class WhisperEngine:
         chosen = [(s, splits[s]) for s in project.config.eval.splits if splits[s].exists()]
         if not chosen:
             raise KimiTuiError("no prepared split to evaluate: run the prepare stage first")
+        audio_unchanged(project)
         from datetime import datetime
 
         out = project.evaluations_dir / datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -263,3 +263,30 @@ async def test_a_broken_evaluation_opens_the_error_modal_and_says_so_in_the_pane
         assert isinstance(app.screen, ErrorModal) and app.screen.title_text == "evaluation: load failed"
         assert "Could not load" in str(panel.query_one("#ev-empty", Static).content)
         assert "failed to load" in panel.border_title
+
+
+async def test_a_failed_model_has_no_numbers_and_a_partial_one_is_marked(tmp_path: Path) -> None:
+    root = make_project(tmp_path, evaluation=False)
+    folder = write_evaluation(Project.load(root).evaluations_dir / EVAL_NAME)
+    (folder / "metrics.json").unlink()
+    meta = json.loads((folder / "evaluation.json").read_text())
+    meta.update(format=2, clips={"test": 3, "train": 2},  # no "finished": the run was stopped
+                model_paths={"export": str(tmp_path / "gone")}, model_present={"export": True})
+    (folder / "evaluation.json").write_text(json.dumps(meta))
+    for model in ("base", "checkpoint-10", "checkpoint-20"):
+        (folder / model / "status.json").write_text(json.dumps({"state": "complete"}))
+    (folder / "checkpoint-20" / "status.json").write_text(json.dumps({"state": "running"}))  # stopped half-way
+    lines = (folder / "checkpoint-20" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    (folder / "checkpoint-20" / "predictions.jsonl").write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")
+    (folder / "export" / "status.json").write_text(json.dumps({"state": "failed", "error": "gone does not exist"}))
+    app = Harness(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = app.query_one(EvaluationPanel)
+        await settle(pilot, panel)
+        table = {r[0][2:]: r for r in rows(panel.query_one("#ev-metrics", DataTable))}
+        assert table["export"][1:7] == ["failed", "-", "-", "-", "-", "-"], table  # no score at all, never 100 %
+        assert "checkpoint-20 partial" in table, table
+        assert table["checkpoint-20 partial"][1] == "0.0%" and table["checkpoint-20 partial"][7] == "2/3"
+        assert "failed: export" in panel.border_title and "partial: checkpoint-20 2/5" in panel.border_title
+        assert "export" not in (panel.model_a, panel.model_b)
+        assert "over the clips both have" in comparison(panel)  # checkpoint-10 -> checkpoint-20 (partial)

@@ -497,7 +497,8 @@ class EvaluationPanel(Panel):
             cer = Text(pct(m["cer"]), justify="right",
                        style="bold green" if m["cer"] is not None and m["cer"] == best and not partial
                        else "yellow" if partial else "")
-            n_text = f"{m['n_utts']}/{ms.of}" if partial and ms is not None else str(m["n_utts"])
+            split_clips = len(d.evaluation.references.get(self.split, {}))
+            n_text = f"{m['n_utts']}/{split_clips}" if partial else str(m["n_utts"])  # of this split's clips
             table.add_row(
                 name, cer, Text(f"{m['sub']}/{m['del']}/{m['ins']}", justify="right"),
                 Text(pct(m["macro_cer"]), justify="right"), Text(pct(m["ser"]), justify="right"),

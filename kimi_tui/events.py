@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -36,11 +37,28 @@ class EventWriter:
         record = {"t": round(time.time(), 3), "type": type, **fields}
         line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
         # One write per line with O_APPEND: concurrent writers never interleave a line.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, line.encode("utf-8"))
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:  # the run folder moved or deleted, a full disk: the stage goes on
+            self._lost(exc)
+            return
+        try:
+            data = line.encode("utf-8")
+            written = os.write(fd, data)
+            if written != len(data):  # the disk filled mid-line: take the fragment back
+                os.ftruncate(fd, os.fstat(fd).st_size - written)
+                raise OSError(28, "No space left on device")
+        except OSError as exc:
+            self._lost(exc)
         finally:
             os.close(fd)
+
+    def _lost(self, exc: OSError) -> None:
+        """An event that cannot be written is said once on stderr (the run's log), never raised:
+        a worker must not die of its progress report, least of all in its disk-full handler."""
+        if not getattr(self, "_warned", False):
+            self._warned = True
+            sys.stderr.write(f"kimi-tui: events no longer recorded in {self.path}: {exc.strerror or exc}\n")
 
     def progress(self, step: int, total: int, **fields: Any) -> None:
         self.emit("progress", step=step, total=total, **fields)

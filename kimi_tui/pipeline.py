@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kimi_tui.engines import STAGES, get_engine
-from kimi_tui.errors import KimiTuiError, RunError
+from kimi_tui.errors import KimiTuiError, RunError, describe_os_error
 from kimi_tui.events import EventWriter
 from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan, list_runs, start_stage, stop_run, wait_run
@@ -51,9 +51,12 @@ def project_lock(project: Project, purpose: str, wait_s: float = LOCK_WAIT_S) ->
     start one writing training/. The lock is held for milliseconds (planning and creating
     the run directory), never while a stage runs; the file names its holder for the message.
     """
-    project.runs_dir.mkdir(parents=True, exist_ok=True)
     path = project.runs_dir / ".lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        project.runs_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # read-only, not ours, a full disk: the TUI shows it like the CLI does
+        raise RunError(f"cannot start a run in {project.runs_dir}: {describe_os_error(exc)}") from None
     try:
         deadline = time.monotonic() + wait_s
         while True:
@@ -72,9 +75,12 @@ def project_lock(project: Project, purpose: str, wait_s: float = LOCK_WAIT_S) ->
                         f"{wait_s:.0f} s; if that process is gone, delete {path}"
                     ) from None
                 time.sleep(0.05)
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
-                                 "since": time.time()}).encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "purpose": purpose,
+                                     "since": time.time()}).encode())
+        except OSError:
+            pass  # naming the holder is a courtesy: a full disk must not stop the lock itself
         yield
     finally:
         os.close(fd)  # closing releases the flock

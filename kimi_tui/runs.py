@@ -13,7 +13,6 @@ whole process group: SIGINT, then SIGTERM, then SIGKILL.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -31,7 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kimi_tui.errors import RunError
+from kimi_tui.errors import RunError, describe_os_error
 from kimi_tui.fsutil import atomic_write_json, atomic_write_text
 from kimi_tui.supervisor import SECRET_ENV, STOP_MARKER
 
@@ -266,16 +265,7 @@ def create_run(runs_dir: Path, plan: StagePlan, config_text: str | None = None) 
 
 
 def _cannot_write(runs_dir: Path, exc: OSError) -> str:
-    where = exc.filename or runs_dir
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        why = "the disk is full: free space there, then start it again"
-    elif exc.errno == errno.EROFS:
-        why = "the file system is read-only: remount it read-write or move the project"
-    elif exc.errno in (errno.EACCES, errno.EPERM):
-        why = f"permission denied: make {runs_dir} writable by this user (uid {os.getuid()})"
-    else:
-        why = exc.strerror or str(exc)
-    return f"cannot create a run in {runs_dir} ({where}): {why}; nothing was started"
+    return f"cannot create a run in {runs_dir}: {describe_os_error(exc)}; nothing was started"
 
 
 def launch(run_dir: Path) -> subprocess.Popen[bytes]:
@@ -383,6 +373,8 @@ def read_run(run_dir: Path, table: ProcessTable | None = None) -> RunInfo:
                     "ended without recording how the stage ended (killed, or the machine restarted)")
     elif processes:
         note = f"but {len(processes)} process(es) of it are still alive: {', '.join(map(str, sorted(processes)[:8]))}"
+    elif recorded == "failed" and isinstance(raw.get("reason"), str):
+        note = raw["reason"]  # the supervisor's: the last error the worker reported
     return RunInfo(
         run_id=run_dir.name,
         path=run_dir,

@@ -176,3 +176,14 @@ def test_stop_reaches_a_child_in_a_session_of_its_own_like_a_torchrun_rank(tmp_p
     from kimi_tui.runs import processes_left
 
     assert not processes_left({rank}), "the rank in its own session survived the stop"
+
+
+def test_an_event_that_cannot_be_written_is_said_once_and_never_raised(tmp_path: Path, capsys) -> None:
+    """A worker must not die of its progress report: the run folder moved away, a full disk."""
+    from kimi_tui.events import EventWriter
+
+    events = EventWriter(tmp_path / "moved-away" / "events.jsonl")
+    events.progress(1, 2)
+    events.error("the disk is full")
+    err = capsys.readouterr().err
+    assert err.count("events no longer recorded") == 1 and "No such file" in err

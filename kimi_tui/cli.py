@@ -8,7 +8,6 @@ where the output is data. User errors print one located message, never a traceba
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import math
 import os
@@ -17,36 +16,10 @@ import time
 from pathlib import Path
 
 from kimi_tui import __version__
-from kimi_tui.errors import KimiTuiError
+from kimi_tui.errors import KimiTuiError, describe_os_error
 
 COMMANDS = ("init", "run", "status", "stop", "report", "score", "doctor")
 STAGE_CHOICES = ("prepare", "extract", "convert", "train", "export", "evaluate", "all")
-
-
-def describe_os_error(exc: OSError) -> str:
-    """What went wrong with which path, and what to do: an OSError as a user reads it."""
-    names = [os.fsdecode(n) for n in (exc.filename, exc.filename2) if isinstance(n, (str, bytes, os.PathLike))]
-    code = exc.errno
-    if code in (errno.EACCES, errno.EPERM):
-        why = (f"permission denied: this user (uid {os.geteuid()}) may not read or write it, or search its "
-               "folder: give it access (chmod/chown), or run kimi-tui as the owner")
-    elif code == errno.EROFS:
-        why = "the file system is read-only: remount it read-write, or move the project to a writable disk"
-    elif code in (errno.ENOSPC, errno.EDQUOT):
-        why = "no space left on the disk: free some space there, then try again"
-    elif code == errno.ENOENT:
-        why = "no such file or folder: check the path"
-    elif code == errno.ENOTDIR:
-        why = "a part of the path is a file, not a folder: check the path"
-    elif code == errno.EISDIR:
-        why = "it is a folder, where a file was expected: check the path"
-    elif code == errno.EEXIST:
-        why = "it already exists (a file where kimi-tui needs a folder?): move it away, or pick another path"
-    elif code == errno.ENAMETOOLONG:
-        why = "the name is too long: pick a shorter path"
-    else:
-        why = f"{exc.strerror or exc}: check the path and try again"
-    return f"{' -> '.join(names)}: {why}" if names else why
 
 
 def _project_root(value: str | None) -> Path:
@@ -154,6 +127,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             took = f"{(r.ended or time.time()) - r.started:7.1f}s"
         code = "" if r.exit_code is None else f"exit {r.exit_code}"
         print(f"  {r.run_id:40} {r.stage:9} {r.state:11} {code:8} {_fmt_time(r.created)} {took}")
+        if r.note:  # a damaged status.json, a lost supervisor, processes left behind
+            print(f"    {r.state}: {r.note}")
     if checkpoints:
         print("checkpoints:")
         for c in checkpoints:

@@ -879,6 +879,26 @@ def greedy_generate(model, features, kind: str, max_new_tokens: int, language: s
         )
 
 
+def write_model_status(target: Path, shard: tuple[int, int], state: str, **extra: Any) -> None:
+    """<model>/status.json (status.shard-I-of-N.json per GPU): the transcriber's word on one model, so
+    a reader tells a model that failed (and why) from one cut short (kimi_tui.evaluate.state)."""
+    from kimi_tui.fsutil import atomic_write_json
+
+    index, shards = shard
+    name = f"status.shard-{index}-of-{shards}.json" if shards > 1 else "status.json"
+    atomic_write_json(target / name, {"state": state, "updated": time.time(), **extra})
+
+
+def model_problem(name: str, path: str) -> str | None:
+    """Why a model folder cannot be transcribed before loading it, or None."""
+    folder = Path(path)
+    if not folder.exists():
+        return f"{folder} does not exist (deleted after the evaluation was planned?)"
+    if not (folder / "config.json").is_file():
+        return f"--model {name}={path}: not a model folder (no config.json)"
+    return None
+
+
 def transcribe_sharded(args: argparse.Namespace, events: EventWriter, models, data) -> None:
     """One child per GPU (CUDA_VISIBLE_DEVICES=i, every N-th clip), then the shards merged in input order.
 

@@ -207,6 +207,9 @@ def test_one_damaged_run_folder_breaks_no_command(project: Project, capsys) -> N
     ensure_no_active(project, "train")  # a damaged run with no process blocks nothing
     assert main(["run", "prepare", "--project", root, "--wait"]) == 0
     assert "succeeded" in capsys.readouterr().out
+    assert main(["doctor", "--project", root]) in (0, 1)  # findings, not a crash
+    assert main(["report", "--project", root]) == 2  # no evaluation yet: said so
+    assert "no evaluation" in capsys.readouterr().err
 
 
 AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
@@ -262,4 +265,25 @@ def test_the_run_all_supervisor_killed_mid_pipeline_is_running_and_stop_ends_its
     assert not processes_left(pids | set(stage.processes))
     assert info.state == "stopped"
     assert read_run(stage_dir).state in ("stopped", "succeeded")
+    assert not any(r.active for r in list_runs(project.runs_dir))
+
+
+def test_kimi_tui_toml_broken_while_run_all_is_between_stages_fails_it_with_the_reason(project: Project) -> None:
+    from kimi_tui.pipeline import start
+
+    all_dir = start(project, "all")
+    # Once prepare has read the config (it prints its first split), the config is broken: prepare
+    # finishes, and the next stage cannot be planned.
+    def prepare_log() -> str:
+        runs = [r for r in list_runs(project.runs_dir) if r.stage == "prepare"]
+        return runs and (runs[0].path / "stdout.log").read_text(encoding="utf-8")
+
+    wait_for(lambda: "rows read" in (prepare_log() or ""), timeout=60)
+    project.config_path.write_text("[train\nepochs = = 3\n", encoding="utf-8")
+    info = wait_run(all_dir, poll_s=0.1)
+    log = (all_dir / "stdout.log").read_text(encoding="utf-8")
+    assert info.state == "failed" and info.exit_code == 2, log[-2000:]
+    assert "pipeline: cannot plan " in log and "kimi-tui.toml" in log
+    assert "Traceback" not in log
+    assert "kimi-tui.toml" in (info.note or "")  # the reason, in status and the Run panel
     assert not any(r.active for r in list_runs(project.runs_dir))

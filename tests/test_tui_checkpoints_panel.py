@@ -318,3 +318,20 @@ async def test_the_panel_shows_an_unreadable_checkpoint_with_its_reason(project:
         await pilot.press("space")  # it cannot be marked for evaluation
         assert rows(panel)["checkpoint-20"][0] == " "
     assert app.worker_errors == []
+
+
+def test_evaluate_names_an_unreadable_checkpoint_chosen_in_eval(project: Project, monkeypatch) -> None:
+    from kimi_tui.config import save_config, set_field
+    from kimi_tui.engines import evaluated_models
+
+    make_checkpoint(project.training_dir, 10)
+    make_checkpoint(project.training_dir, 20)
+    save_config(project.config_path, set_field(project.config, "eval.checkpoints", ["checkpoint-20"]))
+    project = Project.load(project.root)
+    _deny_reading(monkeypatch, str(project.training_dir / "checkpoint-20" / "trainer_state.json"))
+    from kimi_tui.errors import KimiTuiError
+
+    with pytest.raises(KimiTuiError) as caught:
+        evaluated_models(project, None, None)
+    assert str(caught.value) == ("kimi-tui.toml [eval] checkpoints: checkpoint-20 is unreadable: "
+                                 "trainer_state.json: Permission denied (complete ones: checkpoint-10)")

@@ -168,7 +168,8 @@ def evaluated_models(project, base: str | None, export: str | None) -> list[tupl
     models: list[tuple[str, str]] = []
     if ev.include_base and base:
         models.append(("base", base))
-    complete = [c for c in list_checkpoints(project.training_dir) if c.complete]
+    listed = list_checkpoints(project.training_dir)
+    complete = [c for c in listed if c.complete]
     if ev.checkpoints == "all":
         chosen = complete
     elif ev.checkpoints == "last":
@@ -176,6 +177,12 @@ def evaluated_models(project, base: str | None, export: str | None) -> list[tupl
     else:
         by_name = {c.name: c for c in complete}
         missing = [n for n in ev.checkpoints if n not in by_name]
+        unusable = {c.name: c.problem for c in listed if c.name in missing and c.problem}
+        if unusable:  # there, but cut short or unreadable: say which, so chmod is not mistaken for a retrain
+            raise KimiTuiError(
+                "kimi-tui.toml [eval] checkpoints: " + "; ".join(f"{n} is {why}" for n, why in unusable.items())
+                + f" (complete ones: {', '.join(by_name) or 'none'})"
+            )
         if missing:
             raise KimiTuiError(
                 f"kimi-tui.toml [eval] checkpoints: {', '.join(missing)} not found (complete ones: "

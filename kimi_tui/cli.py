@@ -133,7 +133,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("checkpoints:")
         for c in checkpoints:
             loss = "-" if c.loss is None else f"{c.loss:.4f}"
-            flag = "" if c.complete else "  (incomplete: ignored)"
+            flag = "" if c.complete else f"  ({c.problem}: ignored)"
             print(f"  {c.name:20} step {c.step:6} loss {loss:>8} {c.size_bytes / 1e6:8.1f} MB{flag}")
     if evaluations:
         print("evaluations:")

@@ -175,3 +175,20 @@ def test_workers_refuse_a_clip_that_decodes_empty_or_to_another_length(project):
     RecordedAudio.beside(project.train_jsonl).check_decoded("/elsewhere/x.wav", 100, 16000)
     with pytest.raises(AudioChangedError):
         RecordedAudio.beside(project.root / "nowhere" / "train.jsonl").check_decoded("/elsewhere/x.wav", 0, 16000)
+
+
+def test_a_clip_truncated_after_the_stage_was_planned_stops_the_worker_naming_it(project) -> None:
+    """The plan's check passed; the file changes before the worker reads it (a sync job, a user
+    in another window): the worker names it instead of extracting features of silence."""
+    import subprocess
+    import sys
+
+    from kimi_tui.engines import get_engine
+
+    plan = get_engine("whisper").plan("extract", project)
+    victim = sorted((project.root / "sample" / "audio").glob("*.wav"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    done = subprocess.run(plan.argv, cwd=plan.cwd or None, env={**os.environ, **plan.env},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert str(victim) in done.stdout + done.stderr and "Traceback" not in done.stdout + done.stderr

@@ -39,6 +39,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file from the project's copy: make its kimi_tui importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from kimi_tui.data.fingerprints import AudioChangedError, RecordedAudio  # noqa: E402
 from kimi_tui.events import EventWriter  # noqa: E402
 import kimi_tui.workers.kimi_audio_batching as batching  # noqa: E402
 from kimi_tui.workers.training_guards import guard_final_model, training_guard  # noqa: E402
@@ -276,6 +277,7 @@ def cmd_extract(args: argparse.Namespace, events: EventWriter) -> int:
         return merge_extract(jobs, work, args.gpus, events)
     enter_checkout(args)
     data = {name: read_jsonl(src) for name, src, _ in jobs}
+    recorded = {name: RecordedAudio.beside(src) for name, src, _ in jobs}
     mine = [(name, i) for name, _, _ in jobs for i in range(len(data[name])) if i % shards == shard]
     done: dict[tuple[str, int], dict] = {}
     files = {}
@@ -303,6 +305,7 @@ def cmd_extract(args: argparse.Namespace, events: EventWriter) -> int:
                     path = str(message["content"])
                     if not os.path.isfile(path):
                         raise WorkerError(f"audio file not found: {path}")
+                    check_recorded(recorded[name], path)
                     tokens = [int(t) for t in manager._tokenize_audio(path)]
                     problem = check_token_count(path, tokens, offset)
                     if problem:
@@ -809,6 +812,7 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> int:
     models = [tuple(item.split("=", 1)) for item in args.model]
     splits = [tuple(item.split("=", 1)) for item in args.jsonl]
     data = {split: read_jsonl(Path(path)) for split, path in splits}
+    args.recorded = {split: RecordedAudio.beside(path) for split, path in splits}
     total = len(models) * sum(len(v) for v in data.values())
     count = 0
     failures: list[str] = []
@@ -851,6 +855,16 @@ def write_model_status(target: Path, shard: tuple[int, int], state: str, **extra
     atomic_write(target / name, json.dumps({"state": state, "updated": time.time(), **extra}, ensure_ascii=False))
 
 
+def check_recorded(recorded: RecordedAudio, path: str) -> None:
+    """A clip truncated or replaced since prepare recorded it is named, never tokenized or
+    transcribed as the silence it now decodes to."""
+    samples, _ = audio_samples_16k(path)
+    try:
+        recorded.check_decoded(path, samples, SAMPLE_RATE)
+    except AudioChangedError as exc:
+        raise WorkerError(str(exc)) from None
+
+
 def transcribe_one(args: argparse.Namespace, events: EventWriter, name: str, folder: str, target: Path, data: dict,
                    shard: int, shards: int, count: int, total: int) -> int:
     """Every clip of this shard not yet written, with one model; returns the running count."""
@@ -877,6 +891,7 @@ def transcribe_one(args: argparse.Namespace, events: EventWriter, name: str, fol
             audio = audio_messages(sample)[0]["content"]
             began = time.time()
             try:
+                check_recorded(args.recorded[split], audio)
                 _, text = model.generate(
                     messages, output_type="text",
                     text_temperature=0.0, text_top_k=5,

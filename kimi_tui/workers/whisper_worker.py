@@ -39,6 +39,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from kimi_tui.data.fingerprints import AudioChangedError, RecordedAudio
 from kimi_tui.events import EventWriter
 from kimi_tui.workers.deepspeed_setup import has_optimizer_state, prepare_deepspeed
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
@@ -133,6 +134,17 @@ def read_kimi_jsonl(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     if not samples:
         raise WorkerError(f"{jsonl}: no samples")
     return samples
+
+
+def load_recorded_audio(path: str, recorded: RecordedAudio) -> Any:
+    """A clip as prepare recorded it: one truncated or replaced since (a 100-byte WAV decodes to a
+    silent 0.00 s clip) stops the stage naming the file, instead of training on silence."""
+    audio = load_audio(path)
+    try:
+        recorded.check_decoded(path, len(audio), SAMPLING_RATE)
+    except AudioChangedError as exc:
+        raise WorkerError(str(exc)) from None
+    return audio
 
 
 def load_audio(path: str) -> Any:
@@ -372,11 +384,12 @@ def cmd_extract(args: argparse.Namespace, events: EventWriter) -> None:
     done = 0
     events.progress(0, total)
     started = time.time()
+    recorded = RecordedAudio.beside(args.train_jsonl)  # prepare writes both splits' record there
     for name, samples in splits.items():
         features: dict[str, Any] = {}
         truncated = 0
         for sample, seconds in zip(samples, durations[name]):
-            audio = load_audio(sample["audio"])
+            audio = load_recorded_audio(sample["audio"], recorded)
             if len(audio) > fe.n_samples:
                 truncated += 1
             mel = fe(audio, sampling_rate=SAMPLING_RATE, return_tensors="np")["input_features"][0]
@@ -962,6 +975,7 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> None:
     models = parse_pairs(args.model, "--model")
     splits = parse_pairs(args.jsonl, "--jsonl")
     data = {name: read_kimi_jsonl(path) for name, path in splits}
+    args.recorded = {name: RecordedAudio.beside(path) for name, path in splits}
     if args.gpus > 1 and args.shard is None:
         transcribe_sharded(args, events, models, data)
         return
@@ -1031,7 +1045,7 @@ def transcribe_model(args, events: EventWriter, model_name: str, model_dir: Path
         for split_name, samples in data.items():
             for start in range(0, len(samples), args.batch_size):
                 batch = samples[start : start + args.batch_size]
-                audios = [load_audio(s["audio"]) for s in batch]
+                audios = [load_recorded_audio(s["audio"], args.recorded[split_name]) for s in batch]
                 began = time.time()
                 features = fe(audios, sampling_rate=SAMPLING_RATE, return_tensors="pt")["input_features"]
                 features = features.to(device=device, dtype=model.dtype)

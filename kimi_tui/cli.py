@@ -182,7 +182,13 @@ def _normaliser(project=None, args=None):
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from kimi_tui.evaluate.report import build_report, load_evaluation, render_csv, render_markdown
+    from kimi_tui.evaluate.report import (
+        build_report,
+        load_evaluation,
+        render_csv,
+        render_markdown,
+        render_utterances_csv,
+    )
     from kimi_tui.evaluate.state import evaluation_state, evaluation_states
     from kimi_tui.project import Project
 
@@ -220,7 +226,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
         print()
     elif args.format == "csv":
-        sys.stdout.write(render_csv(report))
+        # Two tables, two CSVs: one file stays one header and its rows, as every reader expects.
+        sys.stdout.write(render_utterances_csv(report) if args.utterances else render_csv(report))
     else:
         sys.stdout.write(render_markdown(report))
     return 0
@@ -434,9 +441,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project")
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("report", help="the project's latest evaluation: models x metrics, comparisons")
+    p = sub.add_parser("report", help="the project's latest evaluation: models x metrics, comparisons, "
+                       "and every utterance with each model's hypothesis, CER and edits")
     p.add_argument("--project")
-    p.add_argument("--format", choices=("md", "json", "csv"), default="md")
+    p.add_argument("--format", choices=("md", "json", "csv"), default="md",
+                   help="md: the summary, then a per-utterance table; json: the summary and an `utterances` "
+                   "list; csv: the summary, one row per model and split (see --utterances)")
+    p.add_argument("--utterances", action="store_true",
+                   help="with --format csv: the per-utterance table instead of the summary, one row per "
+                   "utterance and model (split, id, model, state, reference, hypothesis, S/D/I, cer, edits; "
+                   "n_ref_tokens and mer with --mixed); md and json always include it")
     p.add_argument("--evaluation", help="an evaluation folder (default: the latest)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare these two models (default: base -> last, and the last two checkpoints)")
     _scoring_options(p)

@@ -14,6 +14,11 @@ Only models the evaluation finished are scored as they are (kimi_tui.evaluate.st
 with some of its clips is scored over those clips and marked partial; a failed model, or one with
 no predictions yet, is listed with its state and reason and never scored (missing predictions are
 not a transcript of nothing, and must not read as CER 100 %).
+
+Every format carries the utterances behind the numbers (each model's hypothesis, its CER and the
+edits that make it up), because a pooled CER says nothing about *which* errors a checkpoint fixed or
+made, and the report is what gets read by people without the TUI. Edits are on the normalised text
+(what was scored), so they add up to S, D and I exactly.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kimi_tui.errors import KimiTuiError
-from kimi_tui.evaluate.align import confusion_pairs
+from kimi_tui.evaluate.align import EQUAL, confusion_pairs
 from kimi_tui.evaluate.compare import compare
 from kimi_tui.evaluate.metrics import UtteranceScore, score_pairs, summarise
 from kimi_tui.evaluate.normalise import Normaliser
@@ -36,6 +42,16 @@ SMALL_DATA = 100
 CSV_METRICS = ("n_utts", "n_ref_chars", "sub", "del", "ins", "cer", "macro_cer", "ser", "exact_match",
                "exact_match_raw", "similarity", "n_empty_ref", "n_empty_hyp", "n_missing_hyp",
                "n_hyp_over_2x_ref", "n_cer_over_100")
+#: Summary CSV columns added at the end, only when the mixed-token MER was computed.
+CSV_MIXED = ("n_ref_tokens", "mer")
+#: The per-utterance CSV (`kimi-tui report --format csv --utterances`) is long, one row per
+#: (utterance, model), not one row per utterance with a block of columns per model: its header is
+#: the same for every evaluation whatever models it has, so a spreadsheet's filters, sorts ("worst
+#: CER first") and pivot tables (utterance x model) work on it as they are, a failed model simply
+#: has no rows, and a partial model no rows for the clips it lacks.
+UTTERANCE_CSV_COLUMNS = ("split", "id", "model", "state", "reference", "hypothesis", "missing", "n_ref", "sub",
+                         "del", "ins", "cer", "edits", "ref_norm", "hyp_norm")
+UTTERANCE_CSV_MIXED = ("n_ref_tokens", "mer")
 
 
 @dataclass
@@ -134,6 +150,82 @@ def default_pairs(models: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def edit_runs(score: UtteranceScore) -> list[dict]:
+    """The edits of one utterance, adjacent edits of one kind joined into a run:
+    [{"op": "S", "ref": "气", "hyp": "汽", "at": 3}], `at` the run's place in the normalised reference
+    (for an insertion, the reference character it comes before). A run of n characters is n edits."""
+    runs: list[dict] = []
+    at = 0
+    previous = EQUAL
+    for col in score.columns():
+        if col.op != EQUAL:
+            if col.op == previous and runs:
+                runs[-1]["ref"] += col.ref
+                runs[-1]["hyp"] += col.hyp
+            else:
+                runs.append({"op": col.op, "ref": col.ref, "hyp": col.hyp, "at": at})
+        previous = col.op
+        if col.ref:
+            at += 1
+    return runs
+
+
+def format_edits(runs: list[dict]) -> str:
+    """'S:气->汽 D:户 I:啊' ('' when there is none): one item per run, as edit_runs joins them."""
+    items = []
+    for run in runs:
+        if run["op"] == "S":
+            items.append(f"S:{run['ref']}->{run['hyp']}")
+        elif run["op"] == "D":
+            items.append(f"D:{run['ref']}")
+        else:
+            items.append(f"I:{run['hyp']}")
+    return " ".join(items)
+
+
+def _utterance_entry(score: UtteranceScore) -> dict:
+    runs = edit_runs(score)
+    entry = {
+        "hypothesis": None if score.missing else score.hypothesis,
+        "hyp_norm": score.hyp_norm,
+        "missing": score.missing,
+        "sub": score.sub,
+        "del": score.dele,
+        "ins": score.ins,
+        "cer": score.cer,
+        "edits": format_edits(runs),
+        "ops": runs,
+    }
+    if score.mixed is not None:  # mixed-token mode: the same utterance over CJK characters + Latin words
+        tokens, sub, dele, ins = score.mixed
+        entry.update(n_ref_tokens=tokens, mer_sub=sub, mer_del=dele, mer_ins=ins,
+                     mer=(sub + dele + ins) / tokens if tokens else None)
+    return entry
+
+
+def utterance_rows(ev: Evaluation, scores: dict[str, dict[str, list[UtteranceScore]]],
+                   normaliser: Normaliser) -> list[dict]:
+    """Every utterance of every split, in reference order, with each scored model's hypothesis, CER
+    and edits. Only scored models appear (a failed or untranscribed one has no numbers here either),
+    and a partial model only on the clips it has."""
+    index = {m: {s: {u.id: u for u in per.get(s, [])} for s in ev.splits} for m, per in scores.items()}
+    out = []
+    for split in ev.splits:
+        for utt_id, reference in ev.references.get(split, {}).items():
+            found = {m: index[m][split][utt_id] for m in scores if utt_id in index[m][split]}
+            first = next(iter(found.values()), None)
+            ref_norm = first.ref_norm if first is not None else normaliser(reference)
+            out.append({
+                "split": split,
+                "id": utt_id,
+                "reference": reference,
+                "ref_norm": ref_norm,
+                "n_ref": len(ref_norm),
+                "models": {m: _utterance_entry(u) for m, u in found.items()},
+            })
+    return out
+
+
 def build_report(
     ev: Evaluation,
     normaliser: Normaliser | None = None,
@@ -165,6 +257,7 @@ def build_report(
         "comparisons": [],
         "confusions": {},
         "notes": [],
+        "utterances": utterance_rows(ev, scores, normaliser),
     }
     complete = [m for m in scores if not ev.is_partial(m)]
     for a, b in default_pairs(complete) if pairs is None else pairs:
@@ -268,6 +361,7 @@ def render_markdown(report: dict) -> str:
     models = report["models"]
     splits = sorted({s for per in models.values() for s in per}, key=lambda s: (s != "test", s))
     state = report.get("state", "complete")
+    mixed = _has_mer(report)
     lines = [
         "# Evaluation" + ("" if state == "complete" else f" ({state})"),
         "",
@@ -282,7 +376,9 @@ def render_markdown(report: dict) -> str:
     lines += [
         f"Normaliser: {report['normaliser']}. CER is pooled: (S + D + I) / N over the split; macro = mean "
         "of per-utterance CER; SER = share of utterances with any error; similarity = mean of max(0, 1 - CER) "
-        "per utterance; missing or empty hypotheses count as all deletions.",
+        "per utterance; missing or empty hypotheses count as all deletions."
+        + (" MER (mixed error rate) is the same over CJK characters + Latin words as tokens (not jiwer's "
+           "match error rate)." if mixed else ""),
     ]
     if not splits:
         splits = list(dict.fromkeys(s for per in models.values() for s in per)) or ["test"]
@@ -292,27 +388,23 @@ def render_markdown(report: dict) -> str:
                 == "complete"] or [per for per in models.values() if split in per]
         n = next((per[split]["n_utts"] for per in full), 0)
         chars = next((per[split]["n_ref_chars"] for per in full), 0)
-        lines += ["", f"## {split} (N = {n} utterances, {chars} reference characters)", ""]
-        lines += ["| model | state | CER | S | D | I | macro CER | SER | exact | exact raw | similarity |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        tokens = next((per[split].get("n_ref_tokens") for per in full), None)
+        counted = f"{chars} reference characters" + (f", {tokens} mixed tokens" if mixed and tokens is not None else "")
+        lines += ["", f"## {split} (N = {n} utterances, {counted})", ""]
+        header = ["model", "state", "CER", "S", "D", "I", *(["MER"] if mixed else []), "macro CER", "SER", "exact",
+                  "exact raw", "similarity"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for model in list(states) or list(models):
             m = models.get(model, {}).get(split)
             if model not in models:
-                lines.append(f"| {model} | {_state_label(report, model)} | - | - | - | - | - | - | - | - | - |")
+                lines.append(f"| {model} | {_state_label(report, model)} |" + " - |" * (len(header) - 2))
                 continue
             if not m:
                 continue
-            lines.append(
-                f"| {model} | {_state_label(report, model)} | {pct(m['cer'])} | {m['sub']} | {m['del']} | {m['ins']} | "
-                f"{pct(m['macro_cer'])} | {pct(m['ser'])} | {pct(m['exact_match'])} | {pct(m['exact_match_raw'])} | "
-                f"{pct(m['similarity'])} |"
-            )
+            lines.append(_summary_row(model, _state_label(report, model), m, mixed))
         for model in models:  # a scored model the states do not list (a report built without them)
             if states and model not in states and split in models[model]:
-                m = models[model][split]
-                lines.append(f"| {model} | complete | {pct(m['cer'])} | {m['sub']} | {m['del']} | {m['ins']} | "
-                             f"{pct(m['macro_cer'])} | {pct(m['ser'])} | {pct(m['exact_match'])} | "
-                             f"{pct(m['exact_match_raw'])} | {pct(m['similarity'])} |")
+                lines.append(_summary_row(model, "complete", models[model][split], mixed))
         comps = [c for c in report["comparisons"] if c["split"] == split]
         if comps:
             lines += ["", "| A -> B | CER A | CER B | B - A (points) | 95% CI | P(B better) | improved / regressed / unchanged |",
@@ -328,14 +420,83 @@ def render_markdown(report: dict) -> str:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in report["notes"]]
     lines.append(f"\nBootstrap: paired, {report['comparisons'][0]['resamples'] if report['comparisons'] else 0} "
                  f"resamples of utterances, fixed seed {report['comparisons'][0]['seed'] if report['comparisons'] else 0}.")
+    lines += _utterance_markdown(report, splits, mixed)
     return "\n".join(lines) + "\n"
+
+
+def _has_mer(report: dict) -> bool:
+    """Was the mixed-token MER computed (the normaliser's `mixed` option)?"""
+    return any("mer" in m for per in report["models"].values() for m in per.values())
+
+
+def _summary_row(model: str, label: str, m: dict, mixed: bool) -> str:
+    cells = [model, label, pct(m["cer"]), m["sub"], m["del"], m["ins"], *([pct(m.get("mer"))] if mixed else []),
+             pct(m["macro_cer"]), pct(m["ser"]), pct(m["exact_match"]), pct(m["exact_match_raw"]),
+             pct(m["similarity"])]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+_MD_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "*": "\\*", "`": "\\`"})
+_HTML_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_HTML_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+
+
+def md_cell(text: str) -> str:
+    """Text that stays inside one Markdown table cell and reads as it is, raw or rendered: `|`
+    escaped (it would end the cell), newlines as <br> (a line break ends the row), emphasis and
+    code characters escaped, and a `<` or `&` that could start an HTML tag or entity written as
+    &lt; / &amp; (`<|zh|>` and `->` stay as they are)."""
+    text = _HTML_TAG_START.sub("&lt;", _HTML_ENTITY.sub("&amp;", text.strip().translate(_MD_ESCAPES)))
+    return "<br>".join(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+
+
+def _md_hypothesis(entry: dict) -> str:
+    if entry["missing"]:
+        return "*(no hypothesis)*"
+    return md_cell(entry["hypothesis"]) or "*(empty)*"
+
+
+def _utterance_markdown(report: dict, splits: list[str], mixed: bool) -> list[str]:
+    """Per split, every utterance: its reference, then one row per scored model."""
+    utterances = report.get("utterances") or []
+    if not utterances:
+        return []
+    states = report.get("model_states") or {}
+    lines: list[str] = []
+    unscored = [f"{m} ({_state_label(report, m)})" for m in _unscored(report)]
+    header = ["id", "reference", "model", "hypothesis", "CER", "S/D/I", *(["MER"] if mixed else []), "edits"]
+    for split in [s for s in splits if any(u["split"] == s for u in utterances)]:
+        lines += ["", f"## {split}: per utterance", "",
+                  "CER and edits are over the normalised text (what was scored): S:气->汽 a substitution, "
+                  "D:户 a deletion, I:啊 an insertion; adjacent edits of one kind are joined (S:今天->好好 is "
+                  "two substitutions)."]
+        if unscored:
+            lines += ["", "No per-utterance numbers for " + ", ".join(unscored) + "."]
+        lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for u in (u for u in utterances if u["split"] == split):
+            first = True
+            shown = u["models"] or {None: None}
+            for model, e in shown.items():
+                lead = [md_cell(u["id"]), md_cell(u["reference"]) or "*(empty)*"] if first else ["", ""]
+                first = False
+                if e is None:
+                    lines.append("| " + " | ".join(lead + ["*(no scored model)*"] + [""] * (len(header) - 3)) + " |")
+                    continue
+                state = (states.get(model) or {}).get("state", "complete")
+                name = md_cell(model) + (f" ({state})" if state in ("partial", "running") else "")
+                cells = [*lead, name, _md_hypothesis(e), pct(e["cer"]), f"{e['sub']}/{e['del']}/{e['ins']}",
+                         *([pct(e.get("mer"))] if mixed else []), md_cell(e["edits"])]
+                lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def render_csv(report: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     # state and its details last: the metric columns keep their places for existing readers.
-    writer.writerow(["model", "split", *CSV_METRICS, "normaliser", "state", "clips", "of", "error"])
+    mixed = _has_mer(report)
+    extra_metrics = CSV_MIXED if mixed else ()  # last: the columns before keep their places for existing readers
+    writer.writerow(["model", "split", *CSV_METRICS, "normaliser", "state", "clips", "of", "error", *extra_metrics])
     states = report.get("model_states") or {}
     splits = list(dict.fromkeys(s for per in report["models"].values() for s in per))
     for model in list(states) or list(report["models"]):
@@ -343,10 +504,31 @@ def render_csv(report: dict) -> str:
         extra = [s.get("state", "complete"), s.get("clips"), s.get("of"), s.get("error") or ""]
         if model not in report["models"]:
             for split in splits or [""]:
-                writer.writerow([model, split, *[None for _ in CSV_METRICS], report["normaliser"], *extra])
+                writer.writerow([model, split, *[None for _ in CSV_METRICS], report["normaliser"], *extra,
+                                 *[None for _ in extra_metrics]])
             continue
         for split, m in report["models"][model].items():
-            writer.writerow([model, split, *[m.get(k) for k in CSV_METRICS], m["normaliser"], *extra])
+            writer.writerow([model, split, *[m.get(k) for k in CSV_METRICS], m["normaliser"], *extra,
+                             *[m.get(k) for k in extra_metrics]])
+    return buf.getvalue()
+
+
+def render_utterances_csv(report: dict) -> str:
+    """One row per (utterance, model): see UTTERANCE_CSV_COLUMNS for why long, not wide. Fields with
+    commas, quotes or newlines are quoted as RFC 4180 says, so every spreadsheet reads them back whole."""
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    mixed = _has_mer(report)
+    extra = UTTERANCE_CSV_MIXED if mixed else ()
+    writer.writerow([*UTTERANCE_CSV_COLUMNS, *extra])
+    states = report.get("model_states") or {}
+    for u in report.get("utterances") or []:
+        for model, e in u["models"].items():
+            state = (states.get(model) or {}).get("state", "complete")
+            writer.writerow([u["split"], u["id"], model, state, u["reference"],
+                             "" if e["hypothesis"] is None else e["hypothesis"], e["missing"], u["n_ref"],
+                             e["sub"], e["del"], e["ins"], e["cer"], e["edits"], u["ref_norm"], e["hyp_norm"],
+                             *[e.get(k) for k in extra]])
     return buf.getvalue()
 
 

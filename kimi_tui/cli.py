@@ -235,27 +235,46 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from kimi_tui.evaluate.metrics import score_pairs, summarise
-    from kimi_tui.evaluate.textfile import read_id_text
+    from kimi_tui.evaluate.textfile import example_ids, explain_id_mismatch, read_id_text
 
     refs, ref_warnings = read_id_text(args.ref)
     if not refs:
         raise KimiTuiError(f"{args.ref}: no utterances (the file is empty or holds only a header); "
                            "REF must list the reference transcripts, one id and text per line")
     hyps, hyp_warnings = read_id_text(args.hyp)
+    missing = [i for i in refs if i not in hyps]
+    extra = sorted(i for i in hyps if i not in refs)
     if not hyps:
         hyp_warnings.append(f"{args.hyp} has no utterances: all {len(refs)} references are scored as missing (deletions)")
+    elif len(missing) == len(refs):  # nothing in common: a CER of 100 % would be a wrong number, not a result
+        hint = explain_id_mismatch(sorted(refs), extra, "REF", "HYP")
+        raise KimiTuiError(
+            f"{args.ref} and {args.hyp} have no utterance id in common, so nothing can be scored. "
+            f"REF ids: {example_ids(sorted(refs))}; HYP ids: {example_ids(extra)}. "
+            + (hint if hint else "Check that HYP was decoded from REF's test set and that both files name the "
+               "utterances by the same ids (the first field of a line, or the id column)")
+        )
+    elif missing or extra:
+        hint = explain_id_mismatch(sorted(missing), extra, "REF", "HYP")
+        if missing:
+            hyp_warnings.append(f"{len(missing)} of {len(refs)} references have no hypothesis in {args.hyp} "
+                                f"(scored as deletions): {example_ids(sorted(missing))}")
+        if extra:
+            hyp_warnings.append(f"{len(extra)} of {len(hyps)} hypotheses have an id that is not in {args.ref} "
+                                f"(not scored): {example_ids(extra)}")
+        if hint:
+            hyp_warnings.append(hint)
     normaliser = _normaliser(None, args)
     scores = score_pairs(((i, r, hyps.get(i)) for i, r in refs.items()), normaliser)
     summary = summarise(scores, normaliser)
-    extra = sorted(set(hyps) - set(refs))
     summary["ids_only_in_hyp"] = extra
     summary["warnings"] = ref_warnings + hyp_warnings
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         json.dump(summary, sys.stdout, ensure_ascii=False, indent=2)
         print()
         return 0
-    for warning in summary["warnings"]:
-        print(f"warning: {warning}", file=sys.stderr)
     cer = "-" if summary["cer"] is None else f"{summary['cer'] * 100:.2f}%"
     print(f"CER {cer}  (S {summary['sub']}  D {summary['del']}  I {summary['ins']}  "
           f"N {summary['n_ref_chars']} characters in {summary['n_utts']} utterances)")

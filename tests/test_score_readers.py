@@ -57,6 +57,9 @@ def test_kaldi_tab_after_the_id_on_some_lines_and_a_space_on_others_keeps_all_te
         assert table == REF, name
     result, _ = score(capsys, write(tmp_path / "ref", kaldi(REF)), tmp_path / "text")
     assert result["cer"] == 0 and result["n_utts"] == 3
+    dup = write(tmp_path / "dup", "u1 旧\n\n u2\t今天 天气 很好\nu1\t你好,世界\n")
+    result, err = score(capsys, write(tmp_path / "ref", kaldi({"u1": "你好,世界", "u2": "今天天气很好"})), dup)
+    assert result["cer"] == 0 and "dup line 4: id 'u1' appears again; the later text is used" in err
 
 
 def test_one_wrong_character_scores_its_cer_not_100_percent(tmp_path, capsys):

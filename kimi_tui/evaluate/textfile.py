@@ -137,16 +137,18 @@ def _read_kaldi(path: Path, text: str) -> tuple[dict[str, str], list[str]]:
         head = lines[start].split()
         if len(head) == 2 and normalize_column_name(head[0]) in _ID_NAMES and normalize_column_name(head[1]) in _TEXT_NAMES:
             start += 1  # an `id text` header over Kaldi lines
-    table: dict[str, str] = {}
+    # A tab or any run of spaces after the id; comprehensions, because this is the common case on big files.
+    pairs = [line.replace("\t", " ").strip().partition(" ") for line in itertools.islice(lines, start, None)]
+    table = {key: text.strip() for key, _, text in pairs if key}
+    if len(table) == sum(1 for key, _, _ in pairs if key):
+        return table, []
+    seen: set[str] = set()
     duplicates: list[tuple[int, str]] = []
-    for line_no in range(start, len(lines)):
-        parts = lines[line_no].split(None, 1)  # any run of spaces or tabs after the id
-        if not parts:
-            continue
-        key = parts[0]
-        if key in table:
-            duplicates.append((line_no + 1, key))
-        table[key] = parts[1].strip() if len(parts) == 2 else ""
+    for line_no, (key, _, _) in enumerate(pairs, start + 1):
+        if key in seen:
+            duplicates.append((line_no, key))
+        elif key:
+            seen.add(key)
     return table, _duplicates(path, duplicates)
 
 

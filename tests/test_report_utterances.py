@@ -178,6 +178,11 @@ def test_json_has_an_utterances_list_with_structured_edits(project: Project) -> 
     assert entry["ops"] == [{"op": "S", "ref": "气", "hyp": "汽", "at": 3}] and entry["edits"] == "S:气->汽"
     assert "mer" not in entry
     assert list(data["utterances"][1]["models"]) == ["base", "checkpoint-2"]  # cut lacks u2
+    for u in data["utterances"]:  # the edits shown are the ones counted, for every row
+        for e in u["models"].values():
+            counted = {op: sum(len(r["hyp"] if op == "I" else r["ref"]) for r in e["ops"] if r["op"] == op)
+                       for op in "SDI"}
+            assert (counted["S"], counted["D"], counted["I"]) == (e["sub"], e["del"], e["ins"]), (u["id"], e)
 
 
 def test_mer_is_reported_with_mixed_and_absent_without(project: Project) -> None:

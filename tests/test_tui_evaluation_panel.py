@@ -24,6 +24,7 @@ from tui_helpers import wait_for_panel
 from kimi_tui.evaluate.align import display_width
 from kimi_tui.evaluate.compare import compare
 from kimi_tui.evaluate.metrics import score_pairs, score_utterance
+from kimi_tui.config import save_config, set_field
 from kimi_tui.project import Project, init_project
 from kimi_tui.tui.app import KimiTuiApp, WorkbenchScreen, stylesheets
 from kimi_tui.tui.evaluation_panel import NO_EVALUATION, EvaluationPanel, points
@@ -216,6 +217,11 @@ async def test_split_switch_export_and_palette(tmp_path: Path) -> None:
         assert {(c["a"], c["b"], c["split"]) for c in report["comparisons"]} >= {("checkpoint-10", "checkpoint-20", "test")}
         assert "| checkpoint-10 -> checkpoint-20 |" in (folder / "report.md").read_text(encoding="utf-8")
         assert "checkpoint-10,test,3,17,2,1,0" in (folder / "report.csv").read_text(encoding="utf-8")
+        assert "## test: per utterance" in (folder / "report.md").read_text(encoding="utf-8")
+        utterances = (folder / "report-utterances.csv").read_text(encoding="utf-8").splitlines()
+        assert utterances[0].startswith("split,id,model,state,reference,hypothesis")
+        assert any(line.startswith("test,t2,checkpoint-10,complete,我们去公园,我们去公元,False,5,1,0,0,0.2,S:园->元,")
+                   for line in utterances)
         assert any("report.md" in n.message for n in app._notifications)
 
 
@@ -290,3 +296,43 @@ async def test_a_failed_model_has_no_numbers_and_a_partial_one_is_marked(tmp_pat
         assert "failed: export" in panel.border_title and "partial: checkpoint-20 2/5" in panel.border_title
         assert "export" not in (panel.model_a, panel.model_b)
         assert "over the clips both have" in comparison(panel)  # checkpoint-10 -> checkpoint-20 (partial)
+
+
+async def test_mer_column_beside_cer_when_mixed_tokens_are_scored(tmp_path: Path) -> None:
+    """[eval] mixed_tokens on: an MER column (CJK characters + Latin words) beside CER; off: gone."""
+    root = make_project(tmp_path, evaluation=False)
+    project = Project.load(root)
+    folder = project.evaluations_dir / EVAL_NAME
+    folder.mkdir(parents=True)
+    ref = "我用iPhone拍照"  # 10 characters, 5 tokens: 我 用 iphone 拍 照
+    hyps = {"m1": "我用iPhone拍照啊啊",  # 2 I: CER 2/10, MER 2/5
+            "m2": "我用ipone拍照",  # CER 1 D / 10, MER 1 S (the word) / 5
+            "m3": None}  # failed: no numbers, MER neither
+    (folder / "evaluation.json").write_text(json.dumps({"models": list(hyps), "splits": ["test"]}))
+    (folder / "references.jsonl").write_text(json.dumps({"split": "test", "id": "t1", "reference": ref},
+                                                        ensure_ascii=False) + "\n", encoding="utf-8")
+    for model, hyp in hyps.items():
+        (folder / model).mkdir()
+        rows_ = [] if hyp is None else [json.dumps({"split": "test", "id": "t1", "hypothesis": hyp}, ensure_ascii=False)]
+        (folder / model / "predictions.jsonl").write_text("".join(r + "\n" for r in rows_), encoding="utf-8")
+    (folder / "m3" / "status.json").write_text(json.dumps({"state": "failed", "error": "out of memory"}))
+    (folder / "metrics.json").write_text("{}")
+    save_config(project.config_path, set_field(project.config, "eval.mixed_tokens", True))
+    app = Harness(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = app.query_one(EvaluationPanel)
+        await settle(pilot, panel)
+        table = panel.query_one("#ev-metrics", DataTable)
+        assert [str(c.label) for c in table.columns.values()] == [
+            "model", "CER", "S/D/I", "MER", "macro", "SER", "exact", "sim", "N"]
+        by_model = {r[0][2:]: r for r in rows(table)}
+        assert by_model["m1"][1:4] == ["20.0%", "0/0/2", "40.0%"]
+        assert by_model["m2"][1:4] == ["10.0%", "0/1/0", "20.0%"]
+        assert by_model["m3"][1:] == ["failed", "-", "-", "-", "-", "-", "-", "0/1"]  # no MER either
+        assert table.virtual_size.width <= table.size.width  # still fits 80 columns
+        # The option off (the Config panel saves and reloads the project): re-scored, the column goes.
+        save_config(project.config_path, set_field(Project.load(root).config, "eval.mixed_tokens", False))
+        panel.reload_project(Project.load(root))
+        await settle(pilot, panel)
+        assert "MER" not in [str(c.label) for c in table.columns.values()]
+        assert rows(table)[1][1:3] == ["10.0%", "0/1/0"] and len(rows(table)[1]) == 8

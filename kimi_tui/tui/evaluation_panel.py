@@ -20,6 +20,10 @@ failure becomes the app's modal). The panel polls ``evaluations/`` every two sec
 a few files): a new evaluation appears without a key press, and one still being written is
 re-scored as its predictions grow.
 
+With ``[eval] mixed_tokens`` on, the table has an MER column beside CER (the same errors counted
+over CJK characters + Latin words, for code-switched speech), so what the report and the screen
+show stays the same set of numbers.
+
 What is finished comes from ``kimi_tui.evaluate.state``, the same answer `kimi-tui report` and
 `kimi-tui status` give: the title says running / partial / failed and what is missing, a failed
 model is listed with its reason and never with numbers (its missing predictions are not a
@@ -53,6 +57,7 @@ from kimi_tui.evaluate.report import (
     load_evaluation,
     render_csv,
     render_markdown,
+    render_utterances_csv,
     score_evaluation,
 )
 from kimi_tui.evaluate.state import EvaluationState
@@ -66,7 +71,9 @@ POLL_SECONDS = 2.0
 # An evaluation still being written (no metrics.json yet) is re-scored at most this often.
 RESCORE_IN_PROGRESS_SECONDS = 10.0
 BOOTSTRAP_SEED = 0
-REPORT_FILES = ("report.md", "report.csv", "report.json")
+REPORT_FILES = ("report.md", "report.csv", "report.json", "report-utterances.csv")
+METRIC_COLUMNS = ("model", "CER", "S/D/I", "macro", "SER", "exact", "sim", "N")
+MER_AFTER = "S/D/I"  # where the MER column goes when the mixed-token rate was computed
 REF_CELLS = 12  # the reference column of the utterance list: six CJK characters
 
 # (name shown to the user, the column that carries the sort arrow, the arrow)
@@ -252,7 +259,7 @@ class EvaluationPanel(Panel):
         Binding("o", "cycle_sort", "Sort", id="evaluation.sort",
                 tooltip="Sort utterances: id / worst B / largest regression / largest improvement"),
         Binding("e", "export", "Export", id="evaluation.export",
-                tooltip="Write report.md, report.csv and report.json into the evaluation folder"),
+                tooltip="Write report.md, report.csv, report.json and report-utterances.csv into the evaluation folder"),
         Binding("p", "older", "Older", id="evaluation.older", show=False,
                 tooltip="Show the next older evaluation (wraps round to the latest)"),
         Binding("z", "zoom", "Zoom", id="evaluation.zoom", show=False,
@@ -276,6 +283,7 @@ class EvaluationPanel(Panel):
         self._generation = 0
         self._pending_pick: list[str] | None = None
         self._compare_cache: dict[tuple, PairedComparison] = {}
+        self._metric_columns: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- layout
 
@@ -291,8 +299,7 @@ class EvaluationPanel(Panel):
     def on_mount(self) -> None:
         if not self.children:  # quit while the panel was being built: nothing to set up
             return
-        metrics = self.query_one("#ev-metrics", DataTable)
-        metrics.add_columns("model", "CER", "S/D/I", "macro", "SER", "exact", "sim", "N")
+        self._set_metric_columns(METRIC_COLUMNS)
         self._show_message(NO_EVALUATION)
         self.set_status("no evaluation")
         self.poll()
@@ -464,8 +471,26 @@ class EvaluationPanel(Panel):
         self._fill_comparison()
         self._fill_utterances(keep_selection)
 
+    def _set_metric_columns(self, names: tuple[str, ...]) -> None:
+        if names != self._metric_columns:
+            self._metric_columns = names
+            table = self.query_one("#ev-metrics", DataTable)
+            table.clear(columns=True)
+            table.add_columns(*names)
+
+    @property
+    def mixed(self) -> bool:
+        """Was the mixed-token MER computed for the evaluation shown?"""
+        return self.data is not None and any("mer" in m for per in self.data.metrics.values() for m in per.values())
+
     def _fill_metrics(self) -> None:
         assert self.data is not None
+        mixed = self.mixed
+        columns = METRIC_COLUMNS
+        if mixed:
+            at = METRIC_COLUMNS.index(MER_AFTER) + 1
+            columns = (*METRIC_COLUMNS[:at], "MER", *METRIC_COLUMNS[at:])
+        self._set_metric_columns(columns)
         table = self.query_one("#ev-metrics", DataTable)
         row = table.cursor_row
         table.clear()
@@ -489,7 +514,7 @@ class EvaluationPanel(Panel):
                 dash = Text("-", justify="right", style="dim")
                 clips = f"{ms.clips}/{ms.of}" if ms is not None else "-"
                 table.add_row(name, Text(word, justify="right", style="bold red" if state == "failed" else "dim"),
-                              dash, dash, dash, dash, dash, Text(clips, justify="right", style="dim"), key=model)
+                              *[dash] * (len(columns) - 3), Text(clips, justify="right", style="dim"), key=model)
                 continue
             partial = state in ("partial", "running")
             if partial:
@@ -499,8 +524,9 @@ class EvaluationPanel(Panel):
                        else "yellow" if partial else "")
             split_clips = len(d.evaluation.references.get(self.split, {}))
             n_text = f"{m['n_utts']}/{split_clips}" if partial else str(m["n_utts"])  # of this split's clips
+            mer = [Text(pct(m.get("mer")), justify="right", style="yellow" if partial else "")] if mixed else []
             table.add_row(
-                name, cer, Text(f"{m['sub']}/{m['del']}/{m['ins']}", justify="right"),
+                name, cer, Text(f"{m['sub']}/{m['del']}/{m['ins']}", justify="right"), *mer,
                 Text(pct(m["macro_cer"]), justify="right"), Text(pct(m["ser"]), justify="right"),
                 Text(pct(m["exact_match"]), justify="right"), Text(pct(m["similarity"]), justify="right"),
                 Text(n_text, justify="right", style="yellow" if partial else ""), key=model,
@@ -779,6 +805,7 @@ class EvaluationPanel(Panel):
             atomic_write_text(paths[0], render_markdown(report))
             atomic_write_text(paths[1], render_csv(report))
             atomic_write_json(paths[2], report)
+            atomic_write_text(paths[3], render_utterances_csv(report))
         except OSError as exc:  # a read-only or full disk: the user can fix it and press e again
             self.app.call_from_thread(self.notify, f"Cannot write the report into {ev.path}: {exc}",
                                       title="Export", severity="error")
@@ -809,7 +836,8 @@ class EvaluationPanel(Panel):
     def palette_commands(self) -> list[PaletteCommand]:
         ab = f" (now {self.model_a} -> {self.model_b})" if self.data is not None else ""
         return [
-            ("Evaluation: export report", "Write report.md, report.csv and report.json into the evaluation folder",
+            ("Evaluation: export report", "Write report.md, report.csv, report.json and report-utterances.csv "
+             "into the evaluation folder",
              self._palette(self.action_export)),
             ("Evaluation: compare A/B", f"Paired bootstrap of two models; a / b choose them{ab}",
              self._palette(self._compare_command)),

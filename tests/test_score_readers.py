@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -167,8 +166,9 @@ def test_the_module_runs_as_a_subprocess_too(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["kaldi", "trn", "tsv", "jsonl"])
-def test_readers_are_linear_on_100k_lines(tmp_path, fmt):
-    n = 100_000
+def test_readers_read_every_line_of_a_large_file(tmp_path, fmt):
+    """Every line, none merged or lost (reading speed is measured in benchmarks/scoring.py)."""
+    n = 20_000
     lines = {
         "kaldi": lambda i: f"BAC009S{i // 400:04d}W{i:06d} 今天天气很好,我们去公园玩{i}\n",
         "trn": lambda i: f"今天天气很好,我们去公园玩{i} (BAC009S{i // 400:04d}W{i:06d})\n",
@@ -176,8 +176,6 @@ def test_readers_are_linear_on_100k_lines(tmp_path, fmt):
         "jsonl": lambda i: f"{{\"id\": \"u{i}\", \"text\": \"今天天气很好{i}\"}}\n",
     }[fmt]
     path = write(tmp_path / "hyp", "".join(lines(i) for i in range(n)))
-    start = time.perf_counter()
     table, warnings = read_id_text(path)
-    elapsed = time.perf_counter() - start
     assert len(table) == n and not warnings
-    assert elapsed < 3.0, f"{fmt}: {elapsed:.2f} s for {n} lines"  # ~0.1-0.3 s; generous for a loaded machine
+    assert table[next(iter(table))].startswith("今天天气很好")

@@ -134,6 +134,11 @@ class DataSection(_Section):
         description='Text encoding of the CSV files: "auto", "utf-8", "utf-8-sig", "gb18030" or "gbk".',
     )
     instruction: str = Field("请将语音内容转录为文字。", description="Instruction given to the model with every clip.")
+    instruction_for_jsonl: Literal["keep", "override"] = Field(
+        "keep",
+        description='A JSONL import: "keep" each row\'s own instruction (its user text message; instruction\n'
+        'above only for rows without one), or "override" them all with instruction above.',
+    )
     max_duration_s: float = Field(
         30.0, gt=0, description="Clips longer than this many seconds are skipped (must be greater than 0)."
     )

@@ -18,8 +18,9 @@ The user's own data is referenced, never copied or written to.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kimi_tui.config import (
     CONFIG_FILENAME,
@@ -68,9 +69,16 @@ class Project:
     training_dir = property(lambda self: self.root / "training")
     export_dir = property(lambda self: self.root / "exports" / "final")
     evaluations_dir = property(lambda self: self.root / "evaluations")
-    def load_split(self, split: str):
+    def load_split(self, split: str, *, paths_only: bool = False, cwd: Path | None = None):
         """The split's manifest as [data] in kimi-tui.toml describes it, or None when no source
-        is configured for it. Raises the data reader's DataError for an unusable source."""
+        is configured for it. Raises the data reader's DataError for an unusable source.
+
+        A JSONL's relative audio paths are looked up as kimi_tui.data.manifest.jsonl_audio_bases
+        says, with [kimi_audio] checkout first for a kimi-audio project. Its last resort, "the
+        current folder", is the project folder, where the stages run, not the folder the TUI or
+        `init` was started from: what the Dataset panel and `init` show is then what prepare does. ``paths_only``:
+        look the audio files up without reading them (init's check); ``cwd``: another
+        "current folder" (init asks whether the folder it was started from would have found them)."""
         from kimi_tui.data import load_split  # numpy/soundfile: not at start-up
 
         d = self.config.data
@@ -78,6 +86,9 @@ class Project:
             d.test_csv, d.test_audio, d.test_jsonl)
         if not (csv or jsonl):
             return None
+        checkout = None
+        if self.config.engine.name == "kimi-audio" and self.config.kimi_audio.checkout.strip():
+            checkout = self.path(self.config.kimi_audio.checkout)
         return load_split(
             split,
             csv_path=self.path(csv) if csv else None,
@@ -87,6 +98,10 @@ class Project:
             text_column=d.text_column or None,
             encoding=d.encoding,
             max_duration_s=d.max_duration_s,
+            checkout=checkout,
+            cwd=self.root if cwd is None else cwd,
+            cwd_what="the project folder (where the stages run)" if cwd is None else "the current folder",
+            paths_only=paths_only,
         )
 
     train_jsonl = property(lambda self: self.root / "data" / "train.jsonl")
@@ -250,6 +265,52 @@ def init_project(
                 raise _disk_full(root, None) from None
             raise
     return Project.load(root)
+
+
+#: The findings that mean a row's audio file cannot be found (rather than read).
+AUDIO_NOT_FOUND = ("missing_audio", "ambiguous_audio")
+
+
+@dataclass
+class SplitAudioCheck:
+    """What init found of one split's audio files."""
+
+    split: str
+    rows: int = 0
+    missing: list[Any] = field(default_factory=list)  # the Findings of rows whose audio is not found
+    bases: list[Any] = field(default_factory=list)  # the "audio_base" notes: where relative paths were read
+    error: str = ""  # the source cannot be read at all
+    #: Of the missing, how many a relative path from the folder init was started from would find
+    #: (the stages run in the project folder, so those are missing for them all the same).
+    found_from_cwd: int = 0
+    cwd: str = ""
+
+
+def check_audio_paths(project: Project) -> list[SplitAudioCheck]:
+    """Look up every configured split's audio files as prepare will (no header is read, so it stays
+    quick on a large corpus): init reports the rows whose audio cannot be found before it
+    recommends a run."""
+    from kimi_tui.errors import DataError
+
+    out: list[SplitAudioCheck] = []
+    for split in ("train", "test"):
+        try:
+            manifest = project.load_split(split, paths_only=True)
+        except DataError as exc:
+            out.append(SplitAudioCheck(split, error=str(exc)))
+            continue
+        if manifest is None:
+            continue
+        missing = [f for f in manifest.findings if f.code in AUDIO_NOT_FOUND]
+        bases = [f for f in manifest.findings if f.code == "audio_base"]
+        check = SplitAudioCheck(split, rows=manifest.n_rows, missing=missing, bases=bases)
+        cwd = Path.cwd()
+        if missing and cwd != project.root:
+            again = project.load_split(split, paths_only=True, cwd=cwd)
+            still = sum(1 for f in again.findings if f.code in AUDIO_NOT_FOUND) if again is not None else len(missing)
+            check.found_from_cwd, check.cwd = max(0, len(missing) - still), str(cwd)
+        out.append(check)
+    return out
 
 
 def _make_root(root: Path) -> bool:

@@ -87,7 +87,11 @@ def test_jsonl_import_good_broken_two_audios_relative(tmp_path):
     assert "(id two)" in msgs[3] and "2 audio messages" in msgs[3]
     assert "assistant text" in msgs[6]
     assert '"conversation"' in msgs[7]
-    assert str(d / "wavs" / "missing.wav") in msgs[8]
+    assert f"audio file wavs/missing.wav (a relative path) is not found in the JSONL's folder {d}" in msgs[8]
+    (missing,) = [f for f in m.errors if f.line == 8]
+    assert missing.audio == str(d / "wavs" / "missing.wav")
+    (base,) = [f for f in m.findings if f.code == "audio_base"]  # where the relative path was read from
+    assert (base.level, base.line) == ("note", None) and f"read from the JSONL's folder {d}" in base.message
     assert m.n_rows == 7
 
 

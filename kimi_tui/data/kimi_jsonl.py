@@ -3,7 +3,11 @@
 Every stage that feeds the official finetune scripts goes through
 :func:`write_kimi_jsonl`, so the shape (one "understanding" sample per line,
 user instruction, user audio by absolute path, assistant transcript) lives in
-one place. A top-level "id" is added so predictions can be matched back to the
+one place. An imported JSONL row keeps its own instruction unless the user
+asks otherwise ([data] instruction_for_jsonl): it is part of the data someone
+made on purpose (the official demo data says "Please transcribe the spoken
+content into written text."), and silently swapping it would change what the
+model is trained to answer to. A top-level "id" is added so predictions can be matched back to the
 transcript rows; the official loader ignores extra keys. Writes are atomic
 because other processes (the TUI, a running stage) may read the file.
 """
@@ -15,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kimi_tui.errors import DataError
 from kimi_tui.fsutil import atomic_write_text
@@ -46,11 +50,33 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False).replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def write_kimi_jsonl(utterances: Iterable[Utterance], path: str | os.PathLike[str], instruction: str) -> int:
-    """Write one Kimi sample per utterance to ``path`` atomically; returns the count."""
+JsonlInstruction = Literal["keep", "override"]
+#: Where a row's instruction comes from, as the prepare output and the Dataset panel say it.
+OWN_INSTRUCTION = "the row's own"
+CONFIG_INSTRUCTION = "[data] instruction"
+
+
+def row_instruction(utterance: Utterance, instruction: str, jsonl_instruction: JsonlInstruction = "keep"
+                    ) -> tuple[str, str]:
+    """(the instruction written for this row, where it comes from): the row's own one (a JSONL
+    row's user text) unless there is none or ``jsonl_instruction`` is "override"; else ``instruction``."""
+    own = getattr(utterance, "instruction", None)
+    if own is not None and jsonl_instruction == "keep":
+        return own, OWN_INSTRUCTION
+    return instruction, CONFIG_INSTRUCTION
+
+
+def write_kimi_jsonl(utterances: Iterable[Utterance], path: str | os.PathLike[str], instruction: str,
+                     jsonl_instruction: JsonlInstruction = "keep") -> int:
+    """Write one Kimi sample per utterance to ``path`` atomically; returns the count.
+
+    Each row gets :func:`row_instruction`: its own (JSONL) instruction, or ``instruction``."""
     if not isinstance(instruction, str):
         raise TypeError(f"instruction must be a str, not {type(instruction).__name__}")
-    lines = [_dumps(kimi_sample(u.id, u.audio, u.text, instruction)) for u in utterances]
+    if jsonl_instruction not in ("keep", "override"):
+        raise ValueError(f'jsonl_instruction must be "keep" or "override", not {jsonl_instruction!r}')
+    lines = [_dumps(kimi_sample(u.id, u.audio, u.text, row_instruction(u, instruction, jsonl_instruction)[0]))
+             for u in utterances]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
 
@@ -95,6 +121,7 @@ class SampleShape:
     sample_id: str | None = None
     audios: list[str] = field(default_factory=list)
     transcript: str | None = None
+    instruction: str | None = None  # the user text message(s), joined by newlines; None if there is none
     problems: list[str] = field(default_factory=list)  # what is missing or of the wrong type
 
 
@@ -113,6 +140,7 @@ def inspect_sample(obj: Any) -> SampleShape:
         shape.problems.append(f'{what} "conversation" list')
         return shape
     texts: list[Any] = []
+    prompts: list[str] = []
     for i, msg in enumerate(conv):
         if not isinstance(msg, dict):
             shape.problems.append(f"conversation[{i}] is not an object")
@@ -126,6 +154,12 @@ def inspect_sample(obj: Any) -> SampleShape:
                 shape.problems.append(f'conversation[{i}] is an audio message without a file path in "content"')
         elif kind == "text" and msg.get("role") == "assistant":
             texts.append(msg.get("content"))
+        elif kind == "text" and msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, str) and content.strip():
+                prompts.append(content)
+    if prompts:
+        shape.instruction = "\n".join(prompts)
     if not shape.audios and not any("audio message" in p for p in shape.problems):
         shape.problems.append('has no audio message (message_type "audio" with the file path in "content")')
     if not texts:

@@ -11,6 +11,7 @@ validation pass over a large corpus is cheap enough to run on every start.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -78,6 +79,9 @@ class Utterance:
     sample_rate: int
     channels: int
     frames: int
+    #: The row's own instruction (a JSONL's user text message); None for a CSV row or a JSONL row
+    #: without one. Which instruction prepare writes: kimi_jsonl.row_instruction.
+    instruction: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,6 +131,17 @@ class Manifest:
 # --------------------------------------------------------------------------- checks
 
 
+def _where(source: Path, line: int | None, utt_id: str | None) -> str:
+    where = source.name if line is None else f"{source.name} line {line}"
+    return where + (f" (id {utt_id})" if utt_id else "")
+
+
+def _finding(level: Level, code: str, source: Path, line: int | None, utt_id: str | None, audio: str | None,
+             message: str, fix: str = "") -> Finding:
+    return Finding(level, code, f"{_where(source, line, utt_id)}: {message}", str(source), line, utt_id or None,
+                   audio, fix)
+
+
 class _Checker:
     """Applies the per-sample checks shared by CSV and JSONL sources."""
 
@@ -141,15 +156,13 @@ class _Checker:
         self._ids: dict[str, int] = {}
         self._audio_users: dict[str, tuple[int, str]] = {}
         self._probes: dict[str, AudioInfo | DataError] = {}
+        #: Only look the audio files up (init's check): no header is read, no Utterance is kept.
+        self.paths_only = False
+        self.found_paths: list[str] = []
 
     def add(self, level: Level, code: str, line: int | None, utt_id: str | None, audio: str | None,
             message: str, fix: str = "") -> None:
-        where = self.source.name if line is None else f"{self.source.name} line {line}"
-        if utt_id:
-            where += f" (id {utt_id})"
-        self.findings.append(
-            Finding(level, code, f"{where}: {message}", str(self.source), line, utt_id or None, audio, fix)
-        )
+        self.findings.append(_finding(level, code, self.source, line, utt_id, audio, message, fix))
 
     def _probe(self, path: str) -> AudioInfo | DataError:
         if path not in self._probes:
@@ -160,8 +173,12 @@ class _Checker:
         return self._probes[path]
 
     def check(self, line: int, utt_id: str, text: str, *, audio_ref: str | None = None,
-              audio_path: str | None = None) -> None:
-        """Check one sample; keep it as an Utterance unless an error was found."""
+              audio_path: str | None = None, tried: tuple[_Base, ...] = (),
+              instruction: str | None = None) -> None:
+        """Check one sample; keep it as an Utterance unless an error was found.
+
+        ``tried``: for a JSONL's relative path (``audio_ref``) not found under any base, the bases
+        it was looked up in (``audio_path`` is then its path under the first)."""
         n_errors = sum(1 for f in self.findings if f.level == "error")
         uid = utt_id or None
 
@@ -186,9 +203,11 @@ class _Checker:
                      f"Check for a double quote (\") on line {line} that is not closed; otherwise cut the "
                      "transcript down to the words spoken in the clip.")
 
-        path = self._locate(line, uid, audio_ref, audio_path)
+        path = self._locate(line, uid, audio_ref, audio_path, tried)
         info = None
-        if path is not None:
+        if path is not None and self.paths_only:
+            self.found_paths.append(path)
+        elif path is not None:
             info = self._check_audio(line, uid, path)
             if path in self._audio_users:
                 other_line, other_id = self._audio_users[path]
@@ -203,15 +222,25 @@ class _Checker:
             self.utterances.append(Utterance(
                 id=utt_id, text=text.strip(), audio=path, source=str(self.source), line=line,
                 duration_s=info.duration_s, sample_rate=info.sample_rate, channels=info.channels,
-                frames=info.frames,
+                frames=info.frames, instruction=instruction,
             ))
 
-    def _locate(self, line: int, uid: str | None, ref: str | None, path: str | None) -> str | None:
+    def _locate(self, line: int, uid: str | None, ref: str | None, path: str | None,
+                tried: tuple[_Base, ...] = ()) -> str | None:
         if path is not None:  # JSONL: already a path
             if os.path.isfile(path):
                 return path
-            self.add("error", "missing_audio", line, uid, path, f"audio file {path} does not exist",
-                     f"Fix the audio path; relative paths are read from the JSONL's folder {self.source.parent}.")
+            if tried:
+                self.add("error", "missing_audio", line, uid, path,
+                         f"audio file {ref} (a relative path) is not found in {_bases_text(tried)}",
+                         "Correct the path in the JSONL, or write it as an absolute path; a relative path is "
+                         "looked up in those folders, in that order. Data made for the official Kimi-Audio "
+                         "scripts names its audio relative to the checkout root (they run there): use the JSONL "
+                         "where it lies in its checkout, or, in a kimi-audio project, set [kimi_audio] checkout "
+                         "in kimi-tui.toml to that checkout.")
+            else:
+                self.add("error", "missing_audio", line, uid, path, f"audio file {path} does not exist",
+                         "Correct the audio path in the JSONL, or put the file back at that path.")
             return None
         if not ref:
             return None
@@ -420,7 +449,8 @@ def _with_audio_column(layout: _Layout, header: list[str]) -> _Layout:
 
 
 def _load_csv(split: str, csv_path: Path, audio_dir: Path | None, id_column: str | None,
-              text_column: str | None, encoding: str, max_duration_s: float | None) -> Manifest:
+              text_column: str | None, encoding: str, max_duration_s: float | None,
+              paths_only: bool = False) -> Manifest:
     if csv_path.suffix.lower() in (".jsonl", ".json"):
         raise DataError(f"{csv_path} is a JSONL file; pass it as the JSONL source (data.jsonl_path), not as the CSV")
     audio_root = audio_dir if audio_dir is not None else csv_path.parent
@@ -434,6 +464,7 @@ def _load_csv(split: str, csv_path: Path, audio_dir: Path | None, id_column: str
     layout = _detect_layout(table, index, id_column, text_column, base_dirs)
 
     checker = _Checker(csv_path, max_duration_s, index, base_dirs)
+    checker.paths_only = paths_only
     for code, msg in layout.notes:
         checker.add("note", code, 1, None, None, msg,
                     "Set data.id_column / data.text_column in kimi-tui.toml if this is wrong.")
@@ -505,11 +536,73 @@ def _check_csv_row(checker: _Checker, row: Row, layout: _Layout, ncols: int, nee
 # --------------------------------------------------------------------------- JSONL
 
 
-def _load_jsonl(split: str, jsonl_path: Path, encoding: str, max_duration_s: float | None) -> Manifest:
+@dataclass(frozen=True)
+class _Base:
+    """A folder a JSONL's relative audio paths may start from, and how to name it to the user."""
+
+    path: str
+    what: str
+
+
+def _bases_text(bases: tuple[_Base, ...]) -> str:
+    parts = [f"{b.what} {b.path}" for b in bases]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def is_kimi_checkout(folder: str | os.PathLike[str]) -> bool:
+    """A Kimi-Audio checkout root: finetune_codes/ plus kimia_infer/ or finetune.py."""
+    folder = os.fspath(folder)
+    return os.path.isdir(os.path.join(folder, "finetune_codes")) and (
+        os.path.isdir(os.path.join(folder, "kimia_infer")) or os.path.isfile(os.path.join(folder, "finetune.py")))
+
+
+def find_kimi_checkout(start: str | os.PathLike[str]) -> Path | None:
+    """The Kimi-Audio checkout root holding ``start`` (or ``start`` itself), walking up; None if none."""
+    folder = os.path.abspath(os.fspath(start))
+    while True:
+        if is_kimi_checkout(folder):
+            return Path(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
+def jsonl_audio_bases(jsonl_path: str | os.PathLike[str], *, checkout: str | os.PathLike[str] | None = None,
+                      cwd: str | os.PathLike[str] | None = None, cwd_what: str = "the current folder"
+                      ) -> tuple[_Base, ...]:
+    """Where a JSONL's relative audio paths are looked up, in order, the way the data's own tools
+    would read them: the official Kimi-Audio scripts run in the checkout root and write paths relative
+    to it ("finetune_codes/demo_data/.../x.flac"), so the configured checkout (``checkout``: a
+    kimi-audio project's [kimi_audio] checkout) comes first, then a checkout root the JSONL lies in,
+    then the JSONL's folder (a hand-made file next to its audio), then the current folder."""
+    folder = Path(os.path.abspath(os.fspath(jsonl_path))).parent
+    found = find_kimi_checkout(folder)
+    candidates = []
+    if checkout is not None and str(checkout).strip():
+        candidates.append((os.path.abspath(os.path.expanduser(os.fspath(checkout))),
+                           "the Kimi-Audio checkout ([kimi_audio] checkout)"))
+    if found is not None:
+        candidates.append((str(found), "the Kimi-Audio checkout root above the JSONL"))
+    candidates.append((str(folder), "the JSONL's folder"))
+    candidates.append((os.path.abspath(os.fspath(cwd) if cwd is not None else os.getcwd()), cwd_what))
+    out: list[_Base] = []
+    seen: set[str] = set()
+    for path, what in candidates:
+        key = os.path.normcase(os.path.realpath(path))
+        if key not in seen:
+            seen.add(key)
+            out.append(_Base(path, what))
+    return tuple(out)
+
+
+def _load_jsonl(split: str, jsonl_path: Path, encoding: str, max_duration_s: float | None,
+                bases: tuple[_Base, ...], paths_only: bool = False) -> Manifest:
     decoded = read_text(jsonl_path, encoding, what="JSONL file")
     lines = list(iter_lines(decoded.text))
     checker = _Checker(jsonl_path, max_duration_s)
-    base = jsonl_path.parent
+    checker.paths_only = paths_only
+    used: dict[_Base, list[str]] = {}  # base -> the relative paths read from it
     n_json = 0
     for line_no, line in lines:
         try:
@@ -517,7 +610,7 @@ def _load_jsonl(split: str, jsonl_path: Path, encoding: str, max_duration_s: flo
         except (json.JSONDecodeError, RecursionError) as exc:
             why = json_error(exc) if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
             checker.add("error", "bad_json", line_no, None, None, f"the line is not valid JSON ({why}); it is skipped",
-                        "Fix or delete the line; every line must be one JSON object.")
+                        "Correct or delete the line; every line must be one JSON object.")
             continue
         n_json += 1
         shape = inspect_sample(obj)
@@ -533,17 +626,164 @@ def _load_jsonl(split: str, jsonl_path: Path, encoding: str, max_duration_s: flo
                         "takes exactly one audio per sample and fails an assertion otherwise",
                         "Split it into one sample per audio file.")
             continue
-        audio = os.path.expanduser(shape.audios[0])
-        path = os.path.abspath(audio if os.path.isabs(audio) else os.path.join(base, audio))
+        ref = shape.audios[0]
+        audio = os.path.expanduser(ref)
+        tried: tuple[_Base, ...] = ()
+        if os.path.isabs(audio):
+            path = os.path.abspath(audio)
+        else:
+            for base in bases:
+                path = os.path.abspath(os.path.join(base.path, audio))
+                if os.path.isfile(path):
+                    used.setdefault(base, []).append(ref)
+                    break
+            else:
+                path = os.path.abspath(os.path.join(bases[0].path, audio))
+                tried = bases
         utt_id = shape.sample_id or strip_audio_ext(os.path.basename(path))
-        checker.check(line_no, utt_id, shape.transcript or "", audio_path=path)
+        checker.check(line_no, utt_id, shape.transcript or "", audio_ref=ref, audio_path=path, tried=tried,
+                      instruction=shape.instruction)
 
     if lines and n_json == 0:
         raise DataError(
             f"no line of {jsonl_path} is JSON (line {lines[0][0]}: {lines[0][1][:60]!r}); if it is a CSV, "
-            "use it as the CSV source (data.csv_path) instead"
+            "use it as the CSV source (data.jsonl_path) instead"
         )
-    return Manifest(split, checker.utterances, checker.sorted_findings(), len(lines), checker.used_audio())
+    order = ", then ".join(b.what for b in bases)
+    for base, refs in used.items():
+        n = len(refs)
+        checker.add("note", "audio_base", None, None, None,
+                    f"{n:,} relative audio path{'' if n == 1 else 's'} (e.g. {refs[0]}) read from {base.what} "
+                    f"{base.path}",
+                    f"Nothing to do if these are the right files. A relative path is looked up in {order}; "
+                    "write absolute paths in the JSONL to choose the files yourself.")
+    findings = checker.sorted_findings()
+    findings.sort(key=lambda f: f.line is not None)  # the notes about the whole file first
+    return Manifest(split, checker.utterances, findings, len(lines), checker.used_audio())
+
+
+# --------------------------------------------------------------------------- train/test leakage
+
+#: Bytes read to tell same-sized files apart before hashing them whole.
+_HEAD_BYTES = 64 * 1024
+
+
+def _digest(path: str, limit: int | None) -> str | None:
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            if limit is not None:
+                h.update(f.read(limit))
+            else:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _size(manifest: Manifest, path: str) -> int | None:
+    info = manifest.audio_info.get(path)
+    if info is not None and info.size is not None:
+        return info.size
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+def _same_content(train: Manifest, test: Manifest, train_paths: dict[str, Utterance],
+                  test_paths: dict[str, Utterance]) -> dict[str, str]:
+    """test path -> a train path with the same bytes. Only files whose size occurs in both splits
+    are read (their first 64 KiB, then whole only when those agree), so a 100k-file corpus costs
+    a few stats, not a read of every clip."""
+    by_size: dict[int, list[str]] = {}
+    for path in train_paths:
+        size = _size(train, path)
+        if size is not None:
+            by_size.setdefault(size, []).append(path)
+    heads: dict[str, str | None] = {}
+    wholes: dict[str, str | None] = {}
+
+    def head(path: str) -> str | None:
+        if path not in heads:
+            heads[path] = _digest(path, _HEAD_BYTES)
+        return heads[path]
+
+    def whole(path: str) -> str | None:
+        if path not in wholes:
+            wholes[path] = _digest(path, None)
+        return wholes[path]
+
+    out: dict[str, str] = {}
+    for path in test_paths:
+        size = _size(test, path)
+        others = by_size.get(size) if size is not None else None
+        if not others or head(path) is None:
+            continue
+        for other in others:
+            if head(other) != head(path):
+                continue
+            if size <= _HEAD_BYTES or (whole(path) is not None and whole(other) == whole(path)):
+                out[path] = other
+                break
+    return out
+
+
+def check_leakage(train: Manifest, test: Manifest) -> None:
+    """Add findings to ``test`` for the clips and ids it shares with ``train``.
+
+    A test clip that is also a training clip (the same file, by resolved path or by content) is an
+    error and is left out of the test set: the model has heard it, so it would flatter the scores.
+    The same id with different audio is a warning only: nothing breaks and the clips may be
+    unrelated, but it is worth a look. ``train`` is not changed.
+    """
+    def key(path: str) -> str:
+        return os.path.normcase(os.path.realpath(path))
+
+    train_paths: dict[str, Utterance] = {}
+    train_keys: dict[str, Utterance] = {}
+    for u in train.utterances:
+        train_paths.setdefault(u.audio, u)
+        train_keys.setdefault(key(u.audio), u)
+    train_ids = {u.id: u for u in reversed(train.utterances)}
+    test_paths = {u.audio: u for u in reversed(test.utterances) if key(u.audio) not in train_keys}
+    same_bytes = _same_content(train, test, train_paths, test_paths) if test_paths else {}
+    src_name = lambda u: Path(u.source).name  # noqa: E731
+    keep: list[Utterance] = []
+    added: list[Finding] = []
+    why_error = ("A clip the model was trained on tells nothing about new speech and flatters the test "
+                 "scores, so this is an error: the row is left out of the test set (training keeps it). "
+                 "Remove the clip from one of the two files.")
+    for u in test.utterances:
+        t = train_keys.get(key(u.audio))
+        how = f"is also in the training set ({src_name(t)} line {t.line}, id {t.id})" if t is not None else ""
+        if t is None and u.audio in same_bytes:
+            t = train_paths[same_bytes[u.audio]]
+            how = (f"has the same content as {t.audio} of the training set ({src_name(t)} line {t.line}, "
+                   f"id {t.id})")
+        if t is not None:
+            added.append(_finding("error", "train_test_audio", Path(u.source), u.line, u.id, u.audio,
+                                  f"audio file {u.audio} {how}; the row is left out of the test set", why_error))
+            continue
+        keep.append(u)
+        t = train_ids.get(u.id)
+        if t is not None:
+            added.append(_finding(
+                "warning", "train_test_id", Path(u.source), u.line, u.id, u.audio,
+                f"the id {u.id} is also in the training set ({src_name(t)} line {t.line}, audio {t.audio}), "
+                "with different audio",
+                "A warning, not an error: the audio files differ, so the row stays in the test set. Check that "
+                "it is not the same recording exported twice; give each split its own ids (e.g. a train_/test_ "
+                "prefix) to make the split unambiguous."))
+    if not added:
+        return
+    test.utterances[:] = keep
+    kept = {u.audio for u in keep}
+    for path in [p for p in test.audio_info if p not in kept]:
+        del test.audio_info[path]
+    test.findings[:] = sorted([*test.findings, *added], key=lambda f: (
+        f.line is not None, f.line or 0, _LEVEL_ORDER[f.level]))
 
 
 # --------------------------------------------------------------------------- API
@@ -556,19 +796,27 @@ def _abs(p: str | os.PathLike[str]) -> Path:
 def load_split(split: str, *, csv_path: str | os.PathLike[str] | None = None,
                audio_dir: str | os.PathLike[str] | None = None, jsonl_path: str | os.PathLike[str] | None = None,
                id_column: str | None = None, text_column: str | None = None, encoding: str = "auto",
-               max_duration_s: float | None = 30.0) -> Manifest:
+               max_duration_s: float | None = 30.0, checkout: str | os.PathLike[str] | None = None,
+               cwd: str | os.PathLike[str] | None = None, cwd_what: str = "the current folder",
+               paths_only: bool = False) -> Manifest:
     """Read one split (train/dev/test) and validate every sample.
 
     Give either ``csv_path`` (+ ``audio_dir``, default: the CSV's folder) or
     ``jsonl_path`` (a Kimi-format file). Row problems become findings on the
     returned Manifest; DataError only when the source cannot be used at all.
+    A JSONL's relative audio paths are looked up as :func:`jsonl_audio_bases` says
+    (``checkout``: a configured Kimi-Audio checkout; ``cwd``: the current folder, default
+    os.getcwd(); ``cwd_what``: how to name it). ``paths_only``: only look the audio files up (no header read, no
+    utterance kept): the missing ones become findings, as in a full read.
     """
     if csv_path is not None and jsonl_path is not None:
         raise DataError(f"split {split!r}: give either a CSV file or a JSONL file, not both")
     if jsonl_path is not None:
-        return _load_jsonl(split, _abs(jsonl_path), encoding, max_duration_s)
+        path = _abs(jsonl_path)
+        return _load_jsonl(split, path, encoding, max_duration_s, jsonl_audio_bases(path, checkout=checkout, cwd=cwd, cwd_what=cwd_what),
+                           paths_only)
     if csv_path is None:
         raise DataError(f"split {split!r}: no transcript file given; set data.csv_path (and data.audio_dir) "
                         "or data.jsonl_path in kimi-tui.toml")
     return _load_csv(split, _abs(csv_path), _abs(audio_dir) if audio_dir is not None else None,
-                     id_column, text_column, encoding, max_duration_s)
+                     id_column, text_column, encoding, max_duration_s, paths_only)

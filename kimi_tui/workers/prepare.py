@@ -5,6 +5,10 @@ audio headers takes a while. Row problems never stop it: each becomes a
 finding naming the file and line, the bad rows are left out, the rest is
 written. It fails only when a whole source is unusable or nothing is left.
 
+Both splits are read before anything is written, so a test clip that is also
+a training clip (kimi_tui.data.manifest.check_leakage) is left out of the test
+set instead of flattering the scores.
+
 What it saw of every audio file (size, mtime, frames, rate) goes to
 data/audio_fingerprints.json, beside the JSONL rather than in it (the official
 Kimi-Audio scripts read those lines as they are): the later stages compare it
@@ -21,6 +25,8 @@ import time
 from pathlib import Path
 
 from kimi_tui.data import write_kimi_jsonl
+from kimi_tui.data.kimi_jsonl import row_instruction
+from kimi_tui.data.manifest import check_leakage
 from kimi_tui.data.fingerprints import Record, fingerprints_path, record_of, write_fingerprints
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.events import EventWriter
@@ -34,15 +40,18 @@ def prepare(project: Project, events: EventWriter) -> int:
     recorded: dict[str, Record] = {}
     started = time.time()
     n_errors = 0
+    manifests = {split: project.load_split(split) for split in ("train", "test")}
+    if manifests["train"] is None:
+        raise KimiTuiError("kimi-tui.toml [data]: set train_csv + train_audio, or train_jsonl")
+    if manifests["test"] is not None:
+        check_leakage(manifests["train"], manifests["test"])  # both read first: a test clip trained on is found
     for index, split in enumerate(("train", "test"), 1):
-        manifest = project.load_split(split)
+        manifest = manifests[split]
         if manifest is None:
-            if split == "train":
-                raise KimiTuiError("kimi-tui.toml [data]: set train_csv + train_audio, or train_jsonl")
             print(f"{split}: no source configured, skipped", flush=True)
             continue
         out = project.train_jsonl if split == "train" else project.test_jsonl
-        count = write_kimi_jsonl(manifest.utterances, out, d.instruction)
+        count = write_kimi_jsonl(manifest.utterances, out, d.instruction, d.instruction_for_jsonl)
         recorded.update(_records(manifest))
         hours = sum(u.duration_s for u in manifest.utterances) / 3600
         print(
@@ -51,6 +60,8 @@ def prepare(project: Project, events: EventWriter) -> int:
             f"{len(manifest.warnings)} warnings, {len(manifest.notes)} notes",
             flush=True,
         )
+        for line in _instruction_lines(manifest.utterances, d.instruction, d.instruction_for_jsonl):
+            print(f"  {line}", flush=True)
         for finding in manifest.findings:
             fix = f" Fix: {finding.fix}" if finding.fix else ""
             print(f"  {finding.level}: {finding.message}{fix}", flush=True)
@@ -70,6 +81,21 @@ def prepare(project: Project, events: EventWriter) -> int:
     if n_errors:
         print(f"{n_errors} row(s) left out; see {project.findings_json}", flush=True)
     return 0
+
+
+def _instruction_lines(utterances, instruction: str, mode: str) -> list[str]:
+    """Which instruction the samples were written with, and where each comes from: one line per
+    distinct instruction (an imported JSONL's rows keep their own unless [data] instruction_for_jsonl
+    = "override")."""
+    counts: dict[tuple[str, str], int] = {}
+    for u in utterances:
+        key = row_instruction(u, instruction, mode)
+        counts[key] = counts.get(key, 0) + 1
+    lines = [f"instruction ({source}, {n} sample{'' if n == 1 else 's'}): {text!r}"
+             for (text, source), n in list(counts.items())[:5]]
+    if len(counts) > 5:
+        lines.append(f"... and {len(counts) - 5} other instructions")
+    return lines
 
 
 def _records(manifest) -> dict[str, Record]:

@@ -59,10 +59,61 @@ def cmd_init(args: argparse.Namespace) -> int:
         test_jsonl=args.test_jsonl,
         exist_ok=args.exist_ok,
     )
-    print(f"project ready: {project.root}")
+    if args.sample:
+        checks = []
+    else:
+        from kimi_tui.project import check_audio_paths
+
+        checks = check_audio_paths(project)
+    # The project is created even when audio is missing: its settings are right, and the fix is
+    # in the data or in kimi-tui.toml ([kimi_audio] checkout), which needs the project. But init
+    # never recommends a run that cannot work: a split none of whose audio is found (or whose file
+    # cannot be read) exits 1 without the "next: run all" line, so `init && run all` stops here;
+    # a few missing rows are said with what prepare will do (leave them out), and exit 0.
+    unusable = [c for c in checks if c.error or (c.rows and len(c.missing) >= c.rows)]
+    partial = [c for c in checks if c not in unusable and c.missing]
+    print(f"project {'created' if unusable or partial else 'ready'}: {project.root}")
     print(f"  config: {project.config_path}")
-    print(f"  next:   kimi-tui run all --project {project.root} --wait")
+    for c in checks:
+        _print_audio_check(c)
+    root = project.root
+    if unusable:
+        print(f"  next:   fix the above (the data, or [data] / [kimi_audio] checkout in {project.config_path}), "
+              f"then check with `kimi-tui run prepare --project {root} --wait`")
+        return 1
+    if partial:
+        left = sum(len(c.missing) for c in partial)
+        print(f"  next:   kimi-tui run all --project {root} --wait  (leaves out the {left:,} row(s) above), "
+              "or fix them first")
+        return 0
+    print(f"  next:   kimi-tui run all --project {root} --wait")
     return 0
+
+
+def _print_audio_check(check) -> None:
+    """One split of init's audio check: found everywhere, or how many rows miss, the first few, what to do."""
+    label = f"  {check.split}:".ljust(10)
+    if check.error:
+        print(f"{label}cannot be read: {check.error}")
+        return
+    where = "; ".join(f.message.split(": ", 1)[-1] for f in check.bases)
+    if not check.missing:
+        print(f"{label}{check.rows:,} rows, every audio file found" + (f" ({where})" if where else ""))
+        return
+    n = len(check.missing)
+    print(f"{label}the audio of {n:,} of {check.rows:,} rows cannot be found:")
+    for f in check.missing[:3]:
+        print(f"    {f.message}")
+    if n > 3:
+        print(f"    ... and {n - 3:,} more (`kimi-tui run prepare` lists every one in data/findings.json)")
+    if where:
+        print(f"    (the other rows: {where})")
+    if check.found_from_cwd:
+        print(f"    {check.found_from_cwd:,} of them are found from the current folder {check.cwd}, but the stages "
+              "run in the project folder, not here: write those paths absolute in the JSONL, or, for data made "
+              "for the official Kimi-Audio scripts, make it a kimi-audio project with [kimi_audio] checkout = "
+              f"\"{check.cwd}\"")
+    print(f"    what to do: {check.missing[0].fix}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

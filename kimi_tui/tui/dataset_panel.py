@@ -243,12 +243,19 @@ def finding_cell(findings: Sequence[Finding]) -> tuple[str, str]:
     return f"{LEVEL_MARK[worst.level]} {worst.code}{more}", worst.level
 
 
-def load_split_data(project: Project, split: str) -> SplitData:
-    """One split read the way the prepare stage reads it (Project.load_split); blocking."""
+def load_split_data(project: Project, split: str, train: Manifest | None = None) -> SplitData:
+    """One split read the way the prepare stage reads it (Project.load_split); blocking.
+
+    ``train``: for the test split, the training set already read, so the test rows it shares
+    are marked (and left out) as prepare does (kimi_tui.data.check_leakage)."""
     try:
         manifest = project.load_split(split)
     except KimiTuiError as exc:
         return SplitData(split, error=str(exc))
+    if manifest is not None and train is not None and split == "test":
+        from kimi_tui.data import check_leakage
+
+        check_leakage(train, manifest)
     if manifest is None:
         what = "training" if split == "train" else "test"
         return SplitData(split, missing=f"No {what} data configured: set data.{split}_csv and data.{split}_audio, "
@@ -476,15 +483,19 @@ class DatasetPanel(Panel):
           exclusive=True, group="dataset-load")
     def _load(self, project: Project, generation: int, given: dict[str, Manifest | None] | None) -> None:
         worker = get_current_worker()
+        loaded: dict[str, SplitData] = {}
         for split in SPLITS:
             if given is not None:
                 manifest = given.get(split)
                 data = SplitData.build(split, manifest) if manifest is not None else SplitData(
                     split, missing=f"No {SPLIT_NAMES[split]} given.")
             else:
-                data = _unless_cancelled(worker, lambda split=split: load_split_data(project, split))
+                train = loaded["train"].manifest if "train" in loaded else None
+                data = _unless_cancelled(worker, lambda split=split, train=train: load_split_data(
+                    project, split, train))
             if data is None or worker.is_cancelled:
                 return
+            loaded[split] = data
             self.app.call_from_thread(self._apply, generation, data)
         if not worker.is_cancelled:
             self.app.call_from_thread(self._finish, generation)
@@ -779,6 +790,10 @@ class DatasetPanel(Panel):
             text.append(f"{row.duration_s:.3f} s · {row.sample_rate:,} Hz · {channels} · {row.frames:,} frames\n")
             text.append("text  ", style="dim")
             text.append(f"{row.text}\n")
+            instruction, source = row_instruction(row, self.project.config.data)
+            text.append("instr ", style="dim")
+            text.append(instruction)
+            text.append(f"  ({source})\n", style="dim")
         for f in data.by_line.get(row.line, []):
             text.append(f"{LEVEL_MARK[f.level]} {f.level} {f.code}: ", style=f"bold {_level_style(f.level)}")
             text.append(short_message(f) + "\n")
@@ -942,6 +957,18 @@ class DatasetPanel(Panel):
             ("Dataset: next finding", "Jump to the next error, warning or note (n)", self.action_next_finding),
             ("Dataset: reload", "Read the training and test data again from disk (r)", self.action_reload),
         ]
+
+
+def row_instruction(row: Any, data: Any) -> tuple[str, str]:
+    """The instruction prepare writes for ``row`` and where it comes from, in the panel's words."""
+    from kimi_tui.data.kimi_jsonl import CONFIG_INSTRUCTION, row_instruction as written  # loaded by the worker
+
+    text, source = written(row, data.instruction, data.instruction_for_jsonl)
+    if source == CONFIG_INSTRUCTION and getattr(row, "instruction", None) is not None:
+        source += ', instruction_for_jsonl = "override"'
+    elif source == CONFIG_INSTRUCTION and Path(row.source).suffix.lower() in (".jsonl", ".json"):
+        source += "; the row has none of its own"
+    return text, source
 
 
 def _level_style(level: str) -> str:

@@ -119,3 +119,25 @@ def test_jsonl_that_is_really_a_csv(tmp_path):
     p.write_text("id,text\na,b\n")
     with pytest.raises(DataError, match="CSV"):
         load_split("t", jsonl_path=p)
+
+
+def test_leakage_follows_links_and_ignores_same_sized_other_audio(tmp_path):
+    from kimi_tui.data import check_leakage
+
+    a = wav(tmp_path / "train" / "a.wav", seconds=0.5)
+    other = tmp_path / "test" / "other.wav"
+    other.parent.mkdir()
+    import numpy as np
+    import soundfile as sf
+    sf.write(other, np.full(8000, 7, dtype=np.int16), 16000, subtype="PCM_16")  # a's size, not a's samples
+    (tmp_path / "test" / "link.wav").symlink_to(a)
+    (tmp_path / "train.jsonl").write_text(json.dumps(sample(str(a), "一", sid="x")) + "\n")
+    (tmp_path / "test.jsonl").write_text(
+        json.dumps(sample(str(tmp_path / "test" / "link.wav"), "一", sid="l")) + "\n"
+        + json.dumps(sample(str(other), "二", sid="o")) + "\n")
+    train = load_split("train", jsonl_path=tmp_path / "train.jsonl")
+    test = load_split("test", jsonl_path=tmp_path / "test.jsonl")
+    check_leakage(train, test)
+    assert [(f.code, f.utt_id) for f in test.findings] == [("train_test_audio", "l")]
+    assert [u.id for u in test.utterances] == ["o"] and list(test.audio_info) == [str(other)]
+    assert [u.id for u in train.utterances] == ["x"] and train.findings == []

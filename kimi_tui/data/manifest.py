@@ -702,13 +702,15 @@ def _same_content(train: Manifest, test: Manifest, train_paths: dict[str, Uttera
         size = _size(train, path)
         if size is not None:
             by_size.setdefault(size, []).append(path)
-    heads: dict[str, str | None] = {}
+    test_sizes = {path: _size(test, path) for path in test_paths}
+    wanted = {size for size in test_sizes.values() if size in by_size}
+    by_head: dict[tuple[int, str], list[str]] = {}
+    for size in wanted:
+        for other in by_size[size]:
+            head = _digest(other, _HEAD_BYTES)
+            if head is not None:
+                by_head.setdefault((size, head), []).append(other)
     wholes: dict[str, str | None] = {}
-
-    def head(path: str) -> str | None:
-        if path not in heads:
-            heads[path] = _digest(path, _HEAD_BYTES)
-        return heads[path]
 
     def whole(path: str) -> str | None:
         if path not in wholes:
@@ -716,14 +718,11 @@ def _same_content(train: Manifest, test: Manifest, train_paths: dict[str, Uttera
         return wholes[path]
 
     out: dict[str, str] = {}
-    for path in test_paths:
-        size = _size(test, path)
-        others = by_size.get(size) if size is not None else None
-        if not others or head(path) is None:
+    for path, size in test_sizes.items():
+        if size not in wanted:
             continue
-        for other in others:
-            if head(other) != head(path):
-                continue
+        head = _digest(path, _HEAD_BYTES)
+        for other in by_head.get((size, head), ()) if head is not None else ():
             if size <= _HEAD_BYTES or (whole(path) is not None and whole(other) == whole(path)):
                 out[path] = other
                 break
@@ -738,11 +737,17 @@ def check_leakage(train: Manifest, test: Manifest) -> None:
     The same id with different audio is a warning only: nothing breaks and the clips may be
     unrelated, but it is worth a look. ``train`` is not changed.
     """
-    def key(path: str) -> str:
-        return os.path.normcase(os.path.realpath(path))
+    def key(path: str) -> tuple[int, int] | str:
+        # The file itself (device, inode): one stat, and a symlink or hard link to a training clip is
+        # the same clip. realpath would cost a stat per path component, seconds on 100k clips.
+        try:
+            st = os.stat(path)
+        except OSError:
+            return os.path.normcase(os.path.abspath(path))
+        return (st.st_dev, st.st_ino)
 
     train_paths: dict[str, Utterance] = {}
-    train_keys: dict[str, Utterance] = {}
+    train_keys: dict[tuple[int, int] | str, Utterance] = {}
     for u in train.utterances:
         train_paths.setdefault(u.audio, u)
         train_keys.setdefault(key(u.audio), u)

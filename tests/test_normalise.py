@@ -110,6 +110,77 @@ def test_non_str_input() -> None:
         normalise(123)  # type: ignore[arg-type]
 
 
+# ----------------------------------------------------------------------------- special tokens, lone marks
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("<|a|b|>你好", "你好"),  # malformed, "|" inside: stripped whole, no "b" left
+        ("你<|a|b|c|>好", "你好"),
+        ("<|a|b|>", ""),
+        ("好<|en|b|>", "好"),
+        ("<|startoftranscript|><|zh|><|transcribe|><|notimestamps|>今天<|endoftext|>", "今天"),
+        ("<|0.00|>你<|1.20|>好<|2.40|>", "你好"),
+        ("<|zh|><|en|>好", "好"),  # two tokens, not one from the first "<|" to the last "|>"
+        ("<||>好", "好"),
+        ("<|im_start|>assistant<|im_sep|>你好<|im_end|>", "assistant你好"),
+        ("<|a|b", "ab"),  # never closed: not a token, its letters are text
+    ],
+)
+def test_special_tokens_stripped_whole(raw: str, expected: str) -> None:
+    assert normalise(raw) == expected
+    assert MIXED("".join(MIXED.tokens(raw))) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(inner=st.text(alphabet=st.characters(blacklist_characters="<>\n"), max_size=100))
+def test_any_special_token_leaves_nothing(inner: str) -> None:
+    assert normalise(f"好<|{inner}|>好") == "好好"
+    assert MIXED.tokens(f"好<|{inner}|>好") == ["好", "好"]
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("，\u0301好", "好"),  # a combining acute left alone once the comma goes
+        ("好。\u0300", "好"),
+        ("\u20dd好", "好"),  # enclosing circle
+        ("\u0301", ""),
+        ("\u0301\u0300好", "好"),
+        ("a，\u0301b", "ab"),  # not moved onto the "a" across the removed comma
+        ("<|zh|>\u0301你", "你"),
+        ("你 \u0301 好", "你好"),
+        ("¨", ""),  # NFKC: space + combining diaeresis
+        ("cafe\u0301", "café"),  # a mark on its letter still composes
+        ("好\u0301", "好\u0301"),  # on a character: kept (it is part of what was written)
+    ],
+)
+def test_lone_combining_mark_is_no_character(raw: str, expected: str) -> None:
+    for options in ALL_OPTIONS:
+        assert Normaliser(options)(raw) == expected, options
+
+
+def test_lone_mark_counts_on_neither_side() -> None:
+    from kimi_tui.evaluate.metrics import score_pairs
+
+    s_ref, s_hyp = score_pairs([("a", "你好，\u0301", "你好"), ("b", "你好", "你好。\u0300\u20dd")])
+    assert (s_ref.n_ref, s_ref.errors, s_hyp.n_ref, s_hyp.errors) == (2, 0, 2, 0)
+
+
+_NEAR_MARKS = [*"aeiouAE好儿呃啊1%，。 ", "\u0301", "\u0300", "\u0308", "\u20dd", "\u200b", "\ufe0f", "<|zh|>", "<|a|b|>"]
+_marks = st.sampled_from(["\u0301", "\u0300", "\u20dd", "\u0308", "\u093e", "\u0301\u0300"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.one_of(st.text(max_size=30), st.lists(st.sampled_from(_NEAR_MARKS), max_size=20).map("".join)),
+       punct=st.sampled_from(list("，。！？、 !?.,;:()《》\t")), mark=_marks)
+def test_mark_after_punctuation_adds_nothing(text: str, punct: str, mark: str) -> None:
+    for n in (Normaliser(), MIXED, FILLERS, NUMBERS):
+        assert n(text + punct + mark) == n(text + punct)
+        assert n(mark + text) == n(text)
+
+
 # ----------------------------------------------------------------------------- numbers option
 
 
@@ -258,10 +329,18 @@ def _reference(text: str) -> str:
         s = N._SPECIAL.sub(" ", s)
         s = unicodedata.normalize("NFKC", s).casefold().translate(tables.t2s)
         kept = []
+        alone = True  # no base character to combine with: the start, or just after a separator
         for ch in s:
             cat = unicodedata.category(ch)
-            if ch == "%" or not (cat[0] in "PSZ" or cat in ("Cc", "Cf", "Cs", "Me") or ord(ch) in N._VARIATION_SELECTORS):
+            if cat in ("Cf", "Cs", "Me") or ord(ch) in N._VARIATION_SELECTORS or ch in "'’":
+                continue  # deleted, no separator
+            if ch != "%" and (cat[0] in "PSZ" or cat == "Cc"):
+                alone = True
+            elif cat in ("Mn", "Mc") and alone:
+                continue  # a lone combining mark is no character
+            else:
                 kept.append(ch)
+                alone = False
         return unicodedata.normalize("NFKC", "".join(kept)).casefold()
 
     out = once(text)

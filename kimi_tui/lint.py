@@ -281,7 +281,7 @@ def _check_data(project: "Project", out: list[Lint]) -> None:
         if not path.exists():
             out.append(Lint(
                 "error", f"data.{key}", f"{value!r} does not exist ({path}).",
-                f"Fix the path (a relative path starts at the project folder {root}), or clear it.",
+                f"Correct the path (a relative path starts at the project folder {root}), or clear it.",
             ))
         elif want_dir and not path.is_dir():
             out.append(Lint(

@@ -601,6 +601,8 @@ def _lut(numbers: bool):
 
 
 def _normalise_batch(normaliser: Normaliser, texts: list[str]) -> list[str]:
+    if normaliser.options.fillers:  # needs the spaces between words: one by one
+        return [normaliser(t) if t else "" for t in texts]
     import numpy as np
 
     lut = _lut(normaliser.options.numbers)

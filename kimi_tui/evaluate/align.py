@@ -38,6 +38,48 @@ def count_ops(ops: Ops) -> tuple[int, int, int]:
     return sub, dele, len(ops) - sub - dele
 
 
+def sdi_counts(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[int], list[int], list[int]]:
+    """``count_ops(edit_ops(ref, hyp))`` for every pair, as three lists (S, D, I), without the operations.
+
+    With d = distance, n_ref and n_hyp the lengths, any minimal alignment has S + D + I = d and
+    I - D = n_hyp - n_ref, so S + 2 min(D, I) = d - |n_hyp - n_ref| =: e. When e < 2 that forces
+    S = e and min(D, I) = 0: the counts follow from the distance alone (C speed, no operations
+    built). Only pairs with e >= 2, where alignments of equal cost can trade a substitution pair
+    for a deletion and an insertion, ask rapidfuzz for its edit operations, so the counts are
+    always those of the alignment that edit_ops (and the alignment views) show.
+    """
+    n = len(refs)
+    if len(hyps) != n:
+        raise ValueError(f"{n} references but {len(hyps)} hypotheses")
+    dists = list(map(Levenshtein.distance, refs, hyps))
+    if n < 512:
+        subs, dels, inss = [], [], []
+        for ref, hyp, d in zip(refs, hyps, dists):
+            delta = len(hyp) - len(ref)
+            extra = d - abs(delta)
+            if extra < 2:
+                subs.append(extra)
+                dels.append(-delta if delta < 0 else 0)
+                inss.append(delta if delta > 0 else 0)
+            else:
+                s, dl, i = count_ops(Levenshtein.editops(ref, hyp).as_list())
+                subs.append(s)
+                dels.append(dl)
+                inss.append(i)
+        return subs, dels, inss
+    import numpy as np
+
+    n_ref = np.fromiter(map(len, refs), dtype=np.int64, count=n)
+    delta = np.fromiter(map(len, hyps), dtype=np.int64, count=n) - n_ref
+    extra = np.asarray(dists, dtype=np.int64) - np.abs(delta)
+    sub = extra.copy()
+    dele = np.maximum(-delta, 0)
+    ins = np.maximum(delta, 0)
+    for k in np.flatnonzero(extra >= 2).tolist():
+        sub[k], dele[k], ins[k] = count_ops(Levenshtein.editops(refs[k], hyps[k]).as_list())
+    return sub.tolist(), dele.tolist(), ins.tolist()
+
+
 @dataclass(frozen=True)
 class Column:
     op: str  # "=", "S", "D", "I"

@@ -3,3 +3,41 @@ from pathlib import Path
 
 # Test helper modules (audio_files.py) import as top-level modules.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+import shutil  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def converted_sample(tmp_path_factory) -> Path:
+    """The sample project on the tiny engine after prepare, extract and convert, made once a session.
+
+    Those three stages cost ~25 s on a 2-core machine and read none of the train/eval settings the
+    slow tests change (the seed aside), so the tests that train copy this folder (`copy_converted`)
+    instead of running them again; data/*.jsonl keep naming this folder's audio."""
+    from kimi_tui.pipeline import start
+    from kimi_tui.project import init_project
+    from kimi_tui.runs import wait_run
+
+    root = tmp_path_factory.mktemp("converted") / "sample"
+    project = init_project(root, sample=True)
+    for stage in ("prepare", "extract", "convert"):
+        info = wait_run(start(project, stage), poll_s=0.05)
+        assert info.state == "succeeded", (info.path / "stdout.log").read_text(errors="replace")[-2000:]
+    return root
+
+
+def copy_converted(template: Path, where: Path, **settings):
+    """A project of its own from `converted_sample`, with these settings ("train.epochs": 3, ...)."""
+    from kimi_tui.config import save_config, set_field
+    from kimi_tui.project import Project
+
+    shutil.copytree(template, where, ignore=shutil.ignore_patterns("runs", "training*", "exports", "evaluations"))
+    project = Project.load(where)
+    config = project.config
+    for key, value in settings.items():
+        config = set_field(config, key, value)
+    save_config(project.config_path, config)
+    return Project.load(where)

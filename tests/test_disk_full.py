@@ -8,27 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import copy_converted
 
 from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.config import save_config, set_field
 from kimi_tui.pipeline import start
-from kimi_tui.project import Project, init_project
+from kimi_tui.project import Project
 from kimi_tui.runs import wait_run
 from kimi_tui.workers.disk_full import handle_disk_full
 
 FAULTS = Path(__file__).parent / "fault_injection"
-
-
-def short_training(root: Path, epochs: int = 30, save_steps: int = 10) -> Project:
-    """The sample on the tiny engine (9 clips, batch 9: one optimizer step an epoch), a checkpoint
-    every ``save_steps``."""
-    project = init_project(root, sample=True)
-    config = project.config
-    for key, value in {"train.epochs": epochs, "train.save_steps": save_steps,
-                       "train.logging_steps": min(5, save_steps)}.items():
-        config = set_field(config, key, value)
-    save_config(project.config_path, config)
-    return Project.load(root)
 
 
 def run(project: Project, stage: str, resume: bool = False):
@@ -38,11 +26,10 @@ def run(project: Project, stage: str, resume: bool = False):
 
 
 @pytest.mark.slow
-def test_disk_full_during_a_checkpoint_save_keeps_the_earlier_ones_and_resume_finishes(tmp_path, monkeypatch):
+def test_disk_full_during_a_checkpoint_save_keeps_the_earlier_ones_and_resume_finishes(converted_sample, tmp_path, monkeypatch):
     """The simulated ENOSPC (an OSError, on any machine); tests/test_disk_full_real.py fills a real disk."""
-    project = short_training(tmp_path / "p", epochs=3, save_steps=1)
-    for stage in ("prepare", "extract", "convert"):
-        assert run(project, stage)[0].state == "succeeded"
+    project = copy_converted(converted_sample, tmp_path / "p", **{
+        "train.epochs": 3, "train.save_steps": 1, "train.logging_steps": 1})
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("KIMI_TUI_FAULT", "enospc-on-optimizer-save:2")  # the save of checkpoint-2
     info, log = run(project, "train")

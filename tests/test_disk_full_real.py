@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import copy_converted
 
 from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.config import save_config, set_field
 from kimi_tui.events import read_events
 from kimi_tui.fsutil import DiskFullError, atomic_write_json
 from kimi_tui.pipeline import start
@@ -285,16 +285,11 @@ def stage(project: Project, name: str, resume: bool = False):
 
 
 @pytest.mark.slow
-def test_the_sample_training_on_a_really_full_disk_fails_cleanly_and_resumes(small_fs) -> None:
+def test_the_sample_training_on_a_really_full_disk_fails_cleanly_and_resumes(converted_sample, small_fs) -> None:
     root = small_fs("64m")
-    project = init_project(root, sample=True)
-    config = project.config
-    for key, value in {"train.epochs": 3, "train.save_steps": 1, "train.logging_steps": 1}.items():
-        config = set_field(config, key, value)  # 9 clips, batch 9: one step an epoch, a checkpoint each
-    save_config(project.config_path, config)
-    project = Project.load(root)
-    for name in ("prepare", "extract", "convert"):
-        assert stage(project, name)[0].state == "succeeded"
+    # 9 clips, batch 9: one step an epoch, a checkpoint each
+    project = copy_converted(converted_sample, root / "p", **{
+        "train.epochs": 3, "train.save_steps": 1, "train.logging_steps": 1})
     # A checkpoint is the weights (W) and Adam's two moments (2 W): room for checkpoint-1 and
     # the weights of checkpoint-2, so its optimizer.pt is what meets the full disk.
     weights = (project.base_model_dir / "model.safetensors").stat().st_size

@@ -21,14 +21,14 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import copy_converted
 from textual.widgets import DataTable
 
 from kimi_tui.cli import main as cli_main
-from kimi_tui.config import save_config, set_field
 from kimi_tui.evaluate.report import build_report, load_evaluation, render_csv, render_markdown
 from kimi_tui.evaluate.state import FORMAT, evaluation_state, evaluation_states
 from kimi_tui.pipeline import start
-from kimi_tui.project import Project, init_project
+from kimi_tui.project import Project
 from kimi_tui.runs import read_run, stop_run, wait_run
 from kimi_tui.tui.evaluation_panel import EvaluationPanel
 from test_tui_evaluation_panel import Harness, rows, settle
@@ -175,25 +175,18 @@ def lines(path: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained(converted_sample, tmp_path_factory) -> Path:
     """The sample on the tiny engine, trained for 6 steps with a checkpoint every 2: three checkpoints,
     all three evaluated on the test split one clip at a time (a few seconds each)."""
-    root = tmp_path_factory.mktemp("evalstate") / "template"
-    project = init_project(root, sample=True)
-    config = project.config
-    for key, value in {"train.epochs": 6, "train.save_steps": 2, "train.logging_steps": 1,
-                       "eval.checkpoints": "all", "eval.include_base": False, "eval.splits": ["test"],
-                       "eval.batch_size": 1, "eval.max_new_tokens": 24,
-                       "eval.bootstrap_resamples": 100}.items():
-        config = set_field(config, key, value)
-    save_config(project.config_path, config)
-    project = Project.load(root)
-    for stage in ("prepare", "extract", "convert", "train"):
-        info = wait_run(start(project, stage))
-        assert info.state == "succeeded", (info.path / "stdout.log").read_text()[-2000:]
+    project = copy_converted(converted_sample, tmp_path_factory.mktemp("evalstate") / "template", **{
+        "train.epochs": 6, "train.save_steps": 2, "train.logging_steps": 1,
+        "eval.checkpoints": "all", "eval.include_base": False, "eval.splits": ["test"],
+        "eval.batch_size": 1, "eval.max_new_tokens": 24, "eval.bootstrap_resamples": 100})
+    info = wait_run(start(project, "train"))
+    assert info.state == "succeeded", (info.path / "stdout.log").read_text()[-2000:]
     assert sorted(p.name for p in project.training_dir.glob("checkpoint-*")) == [
         "checkpoint-2", "checkpoint-4", "checkpoint-6"]
-    return root
+    return project.root
 
 
 def copy_project(template: Path, where: Path) -> Project:

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import copy_converted
 
-from kimi_tui.config import save_config, set_field
 from kimi_tui.engines import get_engine
 from kimi_tui.events import read_events
 from kimi_tui.pipeline import start
-from kimi_tui.project import Project, init_project
+from kimi_tui.project import Project
 from kimi_tui.runs import processes_left, read_run, run_processes, stop_run, wait_run
 from kimi_tui.workers.disk_full import checkpoint_complete
 
@@ -56,22 +56,14 @@ def run_to_end(project: Project, stage: str, resume: bool = False):
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> tuple[Path, int]:
+def prepared(converted_sample, tmp_path_factory) -> tuple[Path, int]:
     """The sample on the tiny engine, ready to train: 24 optimizer steps, a checkpoint every 4."""
-    root = tmp_path_factory.mktemp("fault") / "template"
-    project = init_project(root, sample=True)
-    config = project.config
-    for key, value in {"train.epochs": 24, "train.save_steps": 4, "train.logging_steps": 1,
-                       "eval.checkpoints": "last", "eval.include_base": False}.items():
-        config = set_field(config, key, value)
-    save_config(project.config_path, config)
-    project = Project.load(root)
-    for stage in ("prepare", "extract", "convert"):
-        info, log = run_to_end(project, stage)
-        assert info.state == "succeeded", log[-2000:]
+    project = copy_converted(converted_sample, tmp_path_factory.mktemp("fault") / "template", **{
+        "train.epochs": 24, "train.save_steps": 4, "train.logging_steps": 1,
+        "eval.checkpoints": "last", "eval.include_base": False})
     total = get_engine("whisper").schedule(project).total_steps
     assert total == 24
-    return root, total
+    return project.root, total
 
 
 def copy_project(template: Path, where: Path) -> Project:

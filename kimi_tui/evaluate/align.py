@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import Indel, Levenshtein
 
 EQUAL, SUB, DEL, INS = "=", "S", "D", "I"
 _TAG = {"replace": SUB, "delete": DEL, "insert": INS}
@@ -41,23 +41,25 @@ def count_ops(ops: Ops) -> tuple[int, int, int]:
 def sdi_counts(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[int], list[int], list[int]]:
     """``count_ops(edit_ops(ref, hyp))`` for every pair, as three lists (S, D, I), without the operations.
 
-    With d = distance, n_ref and n_hyp the lengths, any minimal alignment has S + D + I = d and
-    I - D = n_hyp - n_ref, so S + 2 min(D, I) = d - |n_hyp - n_ref| =: e. When e < 2 that forces
-    S = e and min(D, I) = 0: the counts follow from the distance alone (C speed, no operations
-    built). Only pairs with e >= 2, where alignments of equal cost can trade a substitution pair
-    for a deletion and an insertion, ask rapidfuzz for its edit operations, so the counts are
-    always those of the alignment that edit_ops (and the alignment views) show.
+    Any minimal alignment has S + D + I = d (the distance) and I - D = n_hyp - n_ref, so
+    S + 2 min(D, I) = d - |n_hyp - n_ref| =: e, and S <= e with the parity of e. Its matches
+    are a common subsequence, so with L the longest one, n_ref + n_hyp - 2 L = i (the Indel
+    distance) gives S >= i - d. When i - d > e - 2 only S = e is left: the counts follow from
+    two C-speed distances, no operations built. That is most pairs (any number of plain
+    substitutions, one insertion or deletion ...). The rest, where alignments of equal cost can
+    trade two substitutions for a deletion and an insertion, ask rapidfuzz for its edit
+    operations, so the counts are always those of the alignment edit_ops (and the views) show.
     """
     n = len(refs)
     if len(hyps) != n:
         raise ValueError(f"{n} references but {len(hyps)} hypotheses")
-    dists = list(map(Levenshtein.distance, refs, hyps))
     if n < 512:
         subs, dels, inss = [], [], []
-        for ref, hyp, d in zip(refs, hyps, dists):
+        for ref, hyp in zip(refs, hyps):
+            d = Levenshtein.distance(ref, hyp)
             delta = len(hyp) - len(ref)
             extra = d - abs(delta)
-            if extra < 2:
+            if extra < 2 or Indel.distance(ref, hyp) - d > extra - 2:
                 subs.append(extra)
                 dels.append(-delta if delta < 0 else 0)
                 inss.append(delta if delta > 0 else 0)
@@ -69,15 +71,18 @@ def sdi_counts(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[int], lis
         return subs, dels, inss
     import numpy as np
 
+    dist = np.fromiter(map(Levenshtein.distance, refs, hyps), dtype=np.int64, count=n)
     n_ref = np.fromiter(map(len, refs), dtype=np.int64, count=n)
     delta = np.fromiter(map(len, hyps), dtype=np.int64, count=n) - n_ref
-    extra = np.asarray(dists, dtype=np.int64) - np.abs(delta)
-    sub = extra.copy()
-    dele = np.maximum(-delta, 0)
-    ins = np.maximum(delta, 0)
-    for k in np.flatnonzero(extra >= 2).tolist():
-        sub[k], dele[k], ins[k] = count_ops(Levenshtein.editops(refs[k], hyps[k]).as_list())
-    return sub.tolist(), dele.tolist(), ins.tolist()
+    extra = dist - np.abs(delta)
+    subs, dels, inss = extra.tolist(), np.maximum(-delta, 0).tolist(), np.maximum(delta, 0).tolist()
+    maybe = np.flatnonzero(extra >= 2)
+    indel = Indel.distance
+    for k, d, e in zip(maybe.tolist(), dist[maybe].tolist(), extra[maybe].tolist()):
+        ref, hyp = refs[k], hyps[k]
+        if indel(ref, hyp) - d <= e - 2:
+            subs[k], dels[k], inss[k] = count_ops(Levenshtein.editops(ref, hyp).as_list())
+    return subs, dels, inss
 
 
 @dataclass(frozen=True)

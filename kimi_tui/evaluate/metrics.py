@@ -15,7 +15,7 @@ import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import compress, repeat
-from operator import add, attrgetter, eq, gt, mul, not_, truediv
+from operator import add, attrgetter, eq, gt, itemgetter, mul, not_, truediv
 from operator import sub as sub_
 
 from kimi_tui.evaluate.align import Column, Ops, columns, count_ops, edit_ops, sdi_counts
@@ -154,7 +154,7 @@ def _gc_paused() -> Iterator[None]:
 def _score_pairs(items: list[tuple[str, str, str | None]], normaliser: Normaliser) -> list[UtteranceScore]:
     if not items:
         return []
-    ids, refs_raw, hyps_raw = map(list, zip(*items))
+    ids, refs_raw, hyps_raw = (list(map(itemgetter(k), items)) for k in range(3))
     if None in hyps_raw:
         missing = [h is None for h in hyps_raw]
         hyps_text = [h or "" for h in hyps_raw]
@@ -200,7 +200,9 @@ def summarise(scores: list[UtteranceScore], normaliser: Normaliser | None = None
     if n_empty_ref:  # UtteranceScore.similarity, in utterance order
         similarity = [max(0.0, 1.0 - e / r) if r else (0.0 if h else 1.0) for e, r, h in zip(errors, n_refs, n_hyps)]
     else:
-        similarity = list(map(max, repeat(0.0), map(sub_, repeat(1.0), rated)))
+        similarity = list(map(sub_, repeat(1.0), rated))
+        if similarity and min(similarity) < 0.0:  # max(0.0, x), without a call per utterance
+            similarity = [x if x > 0.0 else 0.0 for x in similarity]
     errors_of_empty = list(compress(errors, map(not_, n_refs)))
     raw_exact = sum(map(eq, map(str.strip, map(attrgetter("reference"), scores)),
                         map(str.strip, map(attrgetter("hypothesis"), scores))))

@@ -623,12 +623,12 @@ def _normalise_batch(normaliser: Normaliser, texts: list[str]) -> list[str]:
         if "<" in joined or "[" in joined:
             joined = _SPECIAL.sub(" ", joined)  # never spans a "\n"
         codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        mapped = lut[codes]
-        off = np.flatnonzero(mapped == _OFF)
+        mapped = lut.take(codes)  # take and compress: several times faster than [] when every other
+        off = np.flatnonzero(mapped == _OFF)  # character is a space to drop (mispredicted branches)
         if off.size:
             newlines = np.flatnonzero(codes == 0x0A)
             one_by_one.extend(np.unique(np.searchsorted(newlines, off)).tolist())
-        kept = mapped[mapped < _OFF]
+        kept = np.compress(mapped < _OFF, mapped)
         results = kept.tobytes().decode("utf-32-le", "surrogatepass").split("\n")
         for k in one_by_one:
             results[k] = normaliser(chunk[k]) if chunk[k] else ""

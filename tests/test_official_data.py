@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -273,12 +274,12 @@ async def test_dataset_panel_shows_the_instruction_its_source_the_base_and_leaka
     app = KimiTuiApp(project)
     async with app.run_test(size=(100, 30)) as pilot:
         panel = None
-        for _ in range(300):
+        deadline = time.monotonic() + 60  # a deadline, not a count of pauses: a loaded machine is slow
+        while panel is None and time.monotonic() < deadline:
             await pilot.pause(0.02)
             panels = app.screen.query(DatasetPanel)
             if panels and "test" in panels.first()._data and "train" in panels.first()._data:
                 panel = panels.first()
-                break
         assert panel is not None, "the Dataset panel did not load both splits"
         await pilot.pause()
         assert [u.id for u in panel.view] == list(CLIPS)

@@ -143,7 +143,9 @@ def test_kimi_tui_stop_confirms_that_no_process_of_the_run_is_left(tmp_path: Pat
     code = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
     run_dir = start_stage(project.runs_dir, py_plan(code, stage="train"))
     wait_state(run_dir, "running")
-    time.sleep(0.5)  # the grandchild exists
+    deadline = time.monotonic() + 30  # until the grandchild exists
+    while time.monotonic() < deadline and len(read_run(run_dir).processes) < 3:
+        time.sleep(0.05)
     assert main(["stop", run_dir.name, "--project", str(project.root)]) == 0
     out = capsys.readouterr().out
     info = read_run(run_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 
 from tui_helpers import wait_for_all_panels
@@ -69,10 +71,9 @@ async def test_a_failing_worker_opens_the_error_modal_not_a_traceback(tmp_path: 
             raise RuntimeError("disk on fire")
 
         app.run_worker(boom, name="test: boom", thread=True, exit_on_error=False)
-        for _ in range(20):
+        deadline = time.monotonic() + 30  # a deadline, not a count of pauses: a loaded machine is slow
+        while time.monotonic() < deadline and not isinstance(app.screen, ErrorModal):
             await pilot.pause(0.05)
-            if isinstance(app.screen, ErrorModal):
-                break
         assert isinstance(app.screen, ErrorModal)
         assert "disk on fire" in app.screen.message and "test: boom" in app.screen.title_text
         await pilot.press("escape")
@@ -102,9 +103,8 @@ async def test_a_panel_key_pressed_before_the_tabs_exist_is_not_lost(tmp_path: P
         app.screen.action_show("run")  # at once, as an eager user's key would
         from textual.widgets import TabbedContent
 
-        for _ in range(100):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and app.screen.query_one(TabbedContent).active != "tab-run":
             await pilot.pause(0.05)
-            if app.screen.query_one(TabbedContent).active == "tab-run":
-                break
         assert app.screen.query_one(TabbedContent).active == "tab-run"
         await wait_for_all_panels(pilot)

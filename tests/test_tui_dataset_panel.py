@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from textual.widgets import Input, Static
@@ -33,11 +34,14 @@ def project_with_missing_audio(tmp_path: Path) -> Path:
     return root
 
 
-async def loaded(pilot, app: KimiTuiApp) -> DatasetPanel:
-    for _ in range(200):
+async def loaded(pilot, app: KimiTuiApp, timeout: float = 60.0) -> DatasetPanel:
+    """Until both splits are read and the statistics drawn (they follow the rows on a timer):
+    a deadline in seconds, never a count of pauses, which a loaded machine runs through early."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         await pilot.pause(0.02)
         panels = app.screen.query(DatasetPanel)
-        if panels and "…" not in str(panels.first().border_title):
+        if panels and "…" not in str(panels.first().border_title) and not panels.first()._stats_dirty:
             await pilot.pause()
             return panels.first()
     raise AssertionError("the Dataset panel did not finish loading")

@@ -71,7 +71,10 @@ def test_the_workbench_in_tmux_starts_a_run_that_outlives_it(tmp_path: Path) -> 
         runs = list_runs(root / "runs")
         assert runs and runs[0].stage == "all"
         tmux.keys("q")  # quit the app: the run must go on
-        time.sleep(1.5)
+        deadline = time.monotonic() + 30  # until the workbench has left the terminal
+        while time.monotonic() < deadline and "Checkpoints" in tmux.screen():
+            time.sleep(0.2)
+        assert "Checkpoints" not in tmux.screen(), "the workbench did not quit"
         all_run = next(r for r in list_runs(root / "runs") if r.stage == "all")
         assert all_run.state in ("running", "succeeded"), all_run
         tmux.kill()

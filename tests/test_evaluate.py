@@ -147,7 +147,7 @@ def test_report_shows_models_side_by_side_with_the_interval_for_the_last_two_che
     assert ("checkpoint-10", "checkpoint-20", "test") in pairs and ("base", "export", "train") in pairs
     markdown = render_markdown(report)
     assert "| checkpoint-10 -> checkpoint-20 |" in markdown and "95% CI" in markdown
-    assert "zh-cer v1" in markdown and "N = 3 utterances" in markdown
+    assert "zh-cer v2" in markdown and "N = 3 utterances" in markdown
     assert "checkpoint-20,test,3,17" in render_csv(report).replace("\r", "")
     confusions = report["confusions"]["checkpoint-10"]["test"]
     assert ["元", "园", 1] in confusions or ["园", "元", 1] in confusions or any(c[:2] == ["园", "元"] for c in confusions)
@@ -186,7 +186,7 @@ def test_score_command_agrees_with_an_independent_edit_distance_on_every_edge_ca
     assert result["sub"] + result["del"] + result["ins"] == expected_errors
     assert result["cer"] == expected_errors / expected_n
     assert result["n_missing_hyp"] == 1 and result["n_empty_ref"] == 1 and result["ids_only_in_hyp"] == ["not_in_ref"]
-    assert result["normaliser"].startswith("zh-cer v1")
+    assert result["normaliser"].startswith("zh-cer v2")
     assert set(result) >= {"n_utts", "n_ref_chars", "sub", "del", "ins", "cer", "exact_match", "normaliser"}
     plain = kimi("score", str(ref), str(hyp))
     assert plain.returncode == 0 and "CER" in plain.stdout and "not_in_ref" in plain.stdout

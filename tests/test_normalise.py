@@ -32,13 +32,13 @@ MIXED = Normaliser(NormaliserOptions(mixed=True))
 
 
 def test_name_version_label() -> None:
-    assert (NORMALISER_NAME, NORMALISER_VERSION) == ("zh-cer", 1)
-    assert NormaliserOptions().label() == "zh-cer v1"
-    assert Normaliser().label == "zh-cer v1"
-    assert NormaliserOptions(numbers=True, fillers=True, mixed=True).label() == "zh-cer v1 +numbers +fillers +mixed"
-    assert NormaliserOptions(fillers=True).label() == "zh-cer v1 +fillers"
+    assert (NORMALISER_NAME, NORMALISER_VERSION) == ("zh-cer", 2)
+    assert NormaliserOptions().label() == "zh-cer v2"
+    assert Normaliser().label == "zh-cer v2"
+    assert NormaliserOptions(numbers=True, fillers=True, mixed=True).label() == "zh-cer v2 +numbers +fillers +mixed"
+    assert NormaliserOptions(fillers=True).label() == "zh-cer v2 +fillers"
     n = Normaliser(NormaliserOptions(mixed=True))
-    assert (n.name, n.version, n.options.mixed) == ("zh-cer", 1, True)
+    assert (n.name, n.version, n.options.mixed) == ("zh-cer", 2, True)
 
 
 # ----------------------------------------------------------------------------- default pipeline

@@ -189,7 +189,7 @@ def test_mer_is_reported_with_mixed_and_absent_without(project: Project) -> None
     plain = report(project)
     assert "MER" not in plain
     markdown = report(project, "--mixed")
-    assert "zh-cer v1 +mixed" in markdown
+    assert "zh-cer v2 +mixed" in markdown
     summary = md_rows(markdown, "## test (N = 5 utterances, 29 reference characters, 24 mixed tokens)")
     assert summary[0][:7] == ["model", "state", "CER", "S", "D", "I", "MER"]
     c2 = next(r for r in summary if r[0] == "checkpoint-2")

@@ -122,7 +122,7 @@ async def test_metrics_table_and_ab_comparison_in_the_workbench(tmp_path: Path) 
         assert by_model["base"][1] == "135.3%"  # 23 errors / 17 characters
         assert by_model["checkpoint-10"][1:3] == ["17.6%", "2/1/0"]  # 2 S + 1 D over 17
         assert by_model["checkpoint-20"][1] == "5.9%" and by_model["export"][7] == "3"
-        assert "test N=3" in panel.border_title and "zh-cer v1" in panel.border_title
+        assert "test N=3" in panel.border_title and "zh-cer v2" in panel.border_title
         assert EVAL_NAME in panel.border_title
         # The last two checkpoints are compared by default, with the paired bootstrap's interval.
         a = score_pairs([(i, r, HYPS["checkpoint-10"].get(i)) for i, r in REFS["test"].items()])

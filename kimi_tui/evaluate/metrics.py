@@ -12,13 +12,13 @@ averaged.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import compress, repeat
 from operator import add, attrgetter, eq, gt, itemgetter, mul, not_, truediv
 from operator import sub as sub_
 
-from kimi_tui.evaluate.align import Column, Ops, columns, count_ops, edit_ops, sdi_counts
+from kimi_tui.evaluate.align import Column, Ops, columns, count_ops, edit_ops, sdi_arrays, sdi_counts
 from kimi_tui.evaluate.normalise import Normaliser
 
 SIMILARITY_FORMULA = "mean over utterances of max(0, 1 - CER_utt); an empty reference scores 1 if the hypothesis is empty too, else 0"
@@ -177,6 +177,72 @@ def score_utterance(utt_id: str, reference: str, hypothesis: str | None, normali
 
 def _rate(errors: int, n: int) -> float | None:
     return errors / n if n else (0.0 if errors == 0 else None)
+
+
+_COLUMNS_MIN = 512  # pairs; below this summarise_texts goes through the records (numpy's set-up costs more)
+
+
+def summarise_texts(
+    references: Sequence[str], hypotheses: Sequence[str | None], normaliser: Normaliser | None = None
+) -> dict:
+    """``summarise(score_pairs(...))`` for texts in utterance order (a hypothesis of None is missing), the same dict.
+
+    ``kimi-tui score`` prints the summary alone, so it has no use for 10^5 UtteranceScore
+    records: here each fact is a numpy column (lengths, distances; S/D/I only as totals) and
+    every float is made by the same operations in the same order as summarise makes it
+    (int / int divisions of exact doubles, then Python's sum over the values in utterance
+    order), so the numbers are equal to the bit. The mixed option needs its tokens per
+    utterance and goes through the records.
+    """
+    normaliser = normaliser or Normaliser()
+    n = len(references)
+    if len(hypotheses) != n:
+        raise ValueError(f"{n} references but {len(hypotheses)} hypotheses")
+    if n < _COLUMNS_MIN or normaliser.options.mixed:
+        return summarise(score_pairs(zip(map(str, range(n)), references, hypotheses), normaliser), normaliser)
+    import numpy as np
+
+    references = list(references)
+    hypotheses = list(hypotheses)
+    n_missing = hypotheses.count(None)
+    hyps_text = [h or "" for h in hypotheses] if n_missing else hypotheses
+    ref_norms = normaliser.normalise_many(references)
+    hyp_norms = normaliser.normalise_many(hyps_text)
+    errors, n_refs, n_hyps, subs, dels, inss = sdi_arrays(ref_norms, hyp_norms)
+    n_chars, sub, dele, ins = int(n_refs.sum()), int(subs.sum()), int(dels.sum()), int(inss.sum())
+    rated_at = n_refs > 0
+    rated = errors[rated_at] / n_refs[rated_at]  # float64 division of exact integers: UtteranceScore.cer
+    similarity = np.where(n_hyps > 0, 0.0, 1.0)  # an empty reference: 1 if the hypothesis is empty too
+    similarity[rated_at] = np.maximum(1.0 - rated, 0.0)
+    exact_at = np.flatnonzero(errors == 0).tolist()  # distance 0: the normalised texts are equal
+    # Equal raw texts normalise alike, so only the exact pairs can be equal raw.
+    raw_exact = sum(map(eq, map(str.strip, map(references.__getitem__, exact_at)),
+                        map(str.strip, map(hyps_text.__getitem__, exact_at))))
+    n_empty_hyp = int(np.count_nonzero(n_hyps == 0))
+    if n_missing:  # a missing hypothesis is not an empty one (it is counted on its own)
+        n_empty_hyp -= n_missing
+    n_rated = int(np.count_nonzero(rated_at))
+    return {
+        "n_utts": n,
+        "n_ref_chars": n_chars,
+        "sub": sub,
+        "del": dele,
+        "ins": ins,
+        "cer": _rate(sub + dele + ins, n_chars),
+        "macro_cer": sum(rated.tolist()) / n_rated if n_rated else None,
+        "ser": (n - len(exact_at)) / n,
+        "exact_match": len(exact_at) / n,
+        "exact_match_raw": raw_exact / n,
+        "similarity": sum(similarity.tolist()) / n,
+        "similarity_formula": SIMILARITY_FORMULA,
+        "n_empty_ref": n - n_rated,
+        "n_empty_hyp": n_empty_hyp,
+        "n_missing_hyp": n_missing,
+        "n_hyp_over_2x_ref": int(np.count_nonzero(n_hyps > 2 * n_refs)),
+        # CER > 100%: errors > n_ref, except where n_ref = 0 (no rate)
+        "n_cer_over_100": int(np.count_nonzero((errors > n_refs) & rated_at)),
+        "normaliser": normaliser.label,
+    }
 
 
 def summarise(scores: list[UtteranceScore], normaliser: Normaliser | None = None) -> dict:

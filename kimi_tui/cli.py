@@ -285,7 +285,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from kimi_tui.evaluate.metrics import score_pairs, summarise
+    from kimi_tui.evaluate.metrics import summarise_texts
     from kimi_tui.evaluate.textfile import example_ids, explain_id_mismatch, read_id_text
 
     refs, ref_warnings = read_id_text(args.ref)
@@ -293,8 +293,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise KimiTuiError(f"{args.ref}: no utterances (the file is empty or holds only a header); "
                            "REF must list the reference transcripts, one id and text per line")
     hyps, hyp_warnings = read_id_text(args.hyp)
-    missing = [i for i in refs if i not in hyps]
-    extra = sorted(i for i in hyps if i not in refs)
+    extra = sorted(hyps.keys() - refs.keys())  # set operations on the keys: C speed on 10^5 ids
+    missing = [] if len(hyps) - len(extra) == len(refs) else [i for i in refs if i not in hyps]
     if not hyps:
         hyp_warnings.append(f"{args.hyp} has no utterances: all {len(refs)} references are scored as missing (deletions)")
     elif len(missing) == len(refs):  # nothing in common: a CER of 100 % would be a wrong number, not a result
@@ -316,8 +316,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         if hint:
             hyp_warnings.append(hint)
     normaliser = _normaliser(None, args)
-    scores = score_pairs(((i, r, hyps.get(i)) for i, r in refs.items()), normaliser)
-    summary = summarise(scores, normaliser)
+    # The summary is all that is printed (--json too): columns, no record per utterance.
+    summary = summarise_texts(list(refs.values()), list(map(hyps.get, refs)), normaliser)
     summary["ids_only_in_hyp"] = extra
     summary["warnings"] = ref_warnings + hyp_warnings
     for warning in summary["warnings"]:

@@ -12,40 +12,47 @@ normaliser converts) with 0-3 random edits, written as Kaldi ``text`` files, onc
 plain (``你好世界``) and once space-separated (``你 好 世 界``). Prints, best of
 --repeat runs:
   - end to end, the code path of ``kimi-tui score`` (cli.cmd_score): read_id_text on
-    both files, the default Normaliser, score_pairs, summarise; against
+    both files, matching the ids, summarise_texts with the default Normaliser; against
     jiwer.process_characters on the raw strings in memory (no reading, no
     normalisation: the baseline gets the easier job). Target >= 10x.
-  - where the end-to-end time goes (reading, score_pairs, summarise).
+  - where the end-to-end time goes (reading, matching ids, summarise_texts).
   - space-separated input against plain input, end to end. Target <= 1.0x.
   - kimi-tui's aligner alone on the same strings (S/D/I + edit operations) against jiwer.
   - a 1,000-resample paired bootstrap over the utterances (target < 1 s).
-Both inputs must give the same summary (asserted), and the aligner the same error
-total as jiwer (asserted).
+Both inputs must give the same summary, summarise_texts the summary of
+summarise(score_pairs(...)), and the aligner the same error total as jiwer (asserted).
 
-Measured on the 2-core shared machine (load average 2.5-2.8 from other engineers'
-test runs, so every figure moves by 10-30% between runs), three runs of
-``.venv/bin/python benchmarks/scoring.py``, figures as min-max over the runs:
+Measured on the 2-core shared machine while another engineer's test suite ran (load
+average 2.5-2.6, after 3-5 during development; every figure moves by 10-30% between
+runs), three runs of ``.venv/bin/python benchmarks/scoring.py``, min-max over the runs:
 
-    end to end 100,000 pairs: kimi-tui 0.420-0.435 s, jiwer.process_characters 2.27-2.48 s,
-        ratio 5.2x-5.7x (per round 4.4x-6.7x)
-      kimi-tui parts: read both files 0.148-0.161 s (35-37%), score_pairs 0.188-0.192 s,
-        summarise 0.080-0.091 s; without reading 8.3x-8.8x jiwer
-    space-separated vs plain: ratio 1.09x-1.32x (per round 0.92x-1.59x); reading
-        0.174-0.207 s vs 0.148-0.161 s, scoring 0.301-0.360 s vs 0.272-0.283 s
-    aligner alone: 0.114-0.146 s, 15.5x-21.8x jiwer
-    paired bootstrap: 0.62-0.74 s
+    end to end 100,000 pairs: kimi-tui 0.221-0.235 s, jiwer.process_characters 2.11-2.37 s,
+        ratio 9.3x-10.4x (per round 7.3x-12.1x)
+      kimi-tui parts: read both files 0.102-0.111 s (46-49%), match ids 0.006-0.007 s,
+        summarise_texts 0.111-0.118 s; without reading 17.4x-20.2x jiwer
+    space-separated vs plain: ratio 1.18x-1.32x (per round 1.13x-1.43x); reading
+        0.128-0.144 s vs 0.102-0.111 s, scoring 0.146-0.158 s vs 0.118-0.125 s
+    aligner alone: 0.111-0.118 s, 17.9x-20.7x jiwer (runs before the last change)
+    paired bootstrap: 0.59-0.60 s
 
-The same script on the code before issue 12 (commit 480dbf8, its committed reader):
-end to end 1.291 s against jiwer 2.655 s, ratio 2.1x (without reading 2.7x);
-space-separated 1.52x plain (scoring 1.622 s vs 0.985 s); score_pairs 0.704 s,
-summarise 0.281 s.
+Before this (commit e3154f7: score_pairs + summarise, the per-line reader): end to end
+0.420-0.435 s, 5.2x-5.7x jiwer (0.385 s, 5.7x re-measured at load 0.6); reading 0.148-0.161 s,
+score_pairs + summarise 0.27 s; space-separated 1.09x-1.32x plain. On the code before
+issue 12 (commit 480dbf8): 1.291 s, 2.1x jiwer; space-separated 1.52x plain.
 
-Where the rest goes (cProfile of one end-to-end run, 0.81 s under the profiler):
-read_id_text 0.40 s (49%; its per-line ``replace/strip/partition`` comprehension
-0.22 s and the dict comprehension 0.08 s), score_pairs 0.34 s (of which 0.09 s is
-consuming cmd_score's generator of (id, ref, hyps.get(id)) triples), summarise
-0.07 s. The >= 10x target is therefore out of reach while reading the two files
-alone costs more than a tenth of jiwer's time; kimi-tui's own part is 8-9x.
+Where the time goes now (cProfile of summarise_texts on the 100k pairs, 0.156 s under the
+profiler): rapidfuzz cpdist 0.035 s (Levenshtein on all pairs, Indel on the ~22% the
+lengths leave open), the substitution count from editops for the ~14.5% where equal-cost
+alignments differ 0.019 s, the two normaliser batches ~0.057 s (join, utf-32 encode,
+code point table take/compress, decode, split), the rest numpy columns and two Python
+sums over float lists (kept for bit-identical macro CER and similarity). Reading is
+half of the end-to-end time: per file ~0.01 s decoding and ~0.045 s for the Kaldi
+comprehension (10^5 ids and texts made as Python strings, hashed into a dict).
+
+Space-separated input stays 1.2-1.3x plain: its file is 25% more bytes to decode, its
+lines twice the characters to split, strip and copy, and its batches twice the code
+points for the normaliser's table (which drops the spaces: 25 ms a side against 20 ms
+plain; removing them first with str.replace was tried and cost 36 ms).
 """
 
 from __future__ import annotations
@@ -98,7 +105,7 @@ def best_of(repeat: int, fn) -> tuple[float, object]:
 
 def score_files(ref_path: Path, hyp_path: Path) -> tuple[dict, dict[str, float]]:
     """What cmd_score does (default options, no printing), with the time of each part."""
-    from kimi_tui.evaluate.metrics import score_pairs, summarise
+    from kimi_tui.evaluate.metrics import summarise_texts
     from kimi_tui.evaluate.normalise import Normaliser
     from kimi_tui.evaluate.textfile import read_id_text
 
@@ -106,12 +113,15 @@ def score_files(ref_path: Path, hyp_path: Path) -> tuple[dict, dict[str, float]]
     refs, _ = read_id_text(ref_path)
     hyps, _ = read_id_text(hyp_path)
     t1 = time.perf_counter()
-    normaliser = Normaliser()
-    scores = score_pairs(((i, r, hyps.get(i)) for i, r in refs.items()), normaliser)
+    same_ids = len(hyps) == len(refs) and list(hyps) == list(refs)
+    extra = [] if same_ids else sorted(hyps.keys() - refs.keys())
+    missing = [] if same_ids or len(hyps) - len(extra) == len(refs) else [i for i in refs if i not in hyps]
+    references, hypotheses = list(refs.values()), list(hyps.values()) if same_ids else list(map(hyps.get, refs))
     t2 = time.perf_counter()
-    summary = summarise(scores, normaliser)
+    summary = summarise_texts(references, hypotheses, Normaliser())
     t3 = time.perf_counter()
-    return summary, {"read": t1 - t0, "score_pairs": t2 - t1, "summarise": t3 - t2, "total": t3 - t0}
+    assert not missing and not extra
+    return summary, {"read": t1 - t0, "match": t2 - t1, "score": t3 - t2, "total": t3 - t0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,9 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     errors_jiwer = out_jiwer.substitutions + out_jiwer.deletions + out_jiwer.insertions
     assert errors_align == errors_jiwer, (errors_align, errors_jiwer)
 
-    from kimi_tui.evaluate.metrics import score_pairs
+    from kimi_tui.evaluate.metrics import score_pairs, summarise
 
     scores = score_pairs((str(k), r, h) for k, (r, h) in enumerate(zip(refs, hyps)))
+    assert summarise(scores, Normaliser()) == summary, "summarise_texts differs from summarise(score_pairs(...))"
     errors = np.array([s.errors for s in scores])
     n_ref = np.array([s.n_ref for s in scores])
     other = np.maximum(errors - (np.arange(len(errors)) % 2), 0)
@@ -173,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"end to end {n:,} pairs: kimi-tui {total:.3f} s, jiwer.process_characters {t_jiwer:.3f} s, "
           f"ratio {t_jiwer / total:.1f}x (target >= 10x; per round {round_ratios[0]:.1f}x to {round_ratios[-1]:.1f}x)")
     print(f"  kimi-tui parts: read both files {parts['read']:.3f} s ({parts['read'] / total:.0%}), "
-          f"score_pairs {parts['score_pairs']:.3f} s, summarise {parts['summarise']:.3f} s; "
+          f"match ids {parts['match']:.3f} s, summarise_texts {parts['score']:.3f} s; "
           f"without reading {t_jiwer / (total - parts['read']):.1f}x jiwer")
     print(f"space-separated vs plain, end to end: spaced {parts_spaced['total']:.3f} s, plain {total:.3f} s, "
           f"ratio {parts_spaced['total'] / total:.2f}x (per round {spaced_ratios[0]:.2f}x to {spaced_ratios[-1]:.2f}x; "

@@ -647,7 +647,7 @@ def _load_jsonl(split: str, jsonl_path: Path, encoding: str, max_duration_s: flo
     if lines and n_json == 0:
         raise DataError(
             f"no line of {jsonl_path} is JSON (line {lines[0][0]}: {lines[0][1][:60]!r}); if it is a CSV, "
-            "use it as the CSV source (data.jsonl_path) instead"
+            "set it as data.train_csv (or data.test_csv, with its audio folder) in kimi-tui.toml instead"
         )
     order = ", then ".join(b.what for b in bases)
     for base, refs in used.items():

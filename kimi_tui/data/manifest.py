@@ -260,7 +260,7 @@ class _Checker:
             self.add("error", "missing_audio", line, uid, None,
                      f"no audio file found for this id in {self.index.root} (looked for {res.looked_for})",
                      "Check the id for typos, copy the audio file into the audio folder, or point "
-                     "data.audio_dir in kimi-tui.toml at the folder that has it.")
+                     "data.train_audio (data.test_audio for the test set) in kimi-tui.toml at the folder that has it.")
             return None
         assert res.path is not None
         if res.note:
@@ -452,13 +452,13 @@ def _load_csv(split: str, csv_path: Path, audio_dir: Path | None, id_column: str
               text_column: str | None, encoding: str, max_duration_s: float | None,
               paths_only: bool = False) -> Manifest:
     if csv_path.suffix.lower() in (".jsonl", ".json"):
-        raise DataError(f"{csv_path} is a JSONL file; pass it as the JSONL source (data.jsonl_path), not as the CSV")
+        raise DataError(f"{csv_path} is a JSONL file; set it as data.train_jsonl (or data.test_jsonl) in kimi-tui.toml, not as the CSV")
     audio_root = audio_dir if audio_dir is not None else csv_path.parent
     table = read_table(csv_path, encoding)
     if not audio_root.exists():
-        raise DataError(f"audio folder {audio_root} does not exist; set data.audio_dir in kimi-tui.toml")
+        raise DataError(f"audio folder {audio_root} does not exist; set data.train_audio (data.test_audio for the test set) in kimi-tui.toml")
     if not audio_root.is_dir():
-        raise DataError(f"audio folder {audio_root} is a file, not a folder; set data.audio_dir in kimi-tui.toml")
+        raise DataError(f"audio folder {audio_root} is a file, not a folder; set data.train_audio (data.test_audio for the test set) in kimi-tui.toml")
     index = AudioIndex(audio_root)
     base_dirs = (str(csv_path.parent),) if csv_path.parent != audio_root else ()
     layout = _detect_layout(table, index, id_column, text_column, base_dirs)
@@ -484,14 +484,14 @@ def _load_csv(split: str, csv_path: Path, audio_dir: Path | None, id_column: str
         checker.add("warning", "no_audio_files", None, None, None,
                     f"the audio folder {audio_root} contains no audio files "
                     f"(looked for .wav, .flac, .mp3, .ogg, .opus, .m4a, .aac, .wma, .aiff)",
-                    "Point data.audio_dir in kimi-tui.toml at the folder with the audio.")
+                    "Point data.train_audio (data.test_audio for the test set) in kimi-tui.toml at the folder with the audio.")
 
     if len(index) and n_missing >= 2 and n_missing == len(rows):
         examples = ", ".join(os.path.relpath(p, index.root) for p in index.files[:3])
         checker.add("warning", "no_audio_matched", None, None, None,
                     f"none of the {len(rows)} ids matched a file in the audio folder {audio_root} "
                     f"(it has {len(index)} audio files, e.g. {examples})",
-                    "Check that data.audio_dir is the folder for this split and that the id column holds the "
+                    "Check that data.train_audio (data.test_audio for the test set) is the folder for this split and that the id column holds the "
                     "audio file names.")
     return Manifest(split, checker.utterances, checker.sorted_findings(), len(rows), checker.used_audio())
 
@@ -821,7 +821,7 @@ def load_split(split: str, *, csv_path: str | os.PathLike[str] | None = None,
         return _load_jsonl(split, path, encoding, max_duration_s, jsonl_audio_bases(path, checkout=checkout, cwd=cwd, cwd_what=cwd_what),
                            paths_only)
     if csv_path is None:
-        raise DataError(f"split {split!r}: no transcript file given; set data.csv_path (and data.audio_dir) "
-                        "or data.jsonl_path in kimi-tui.toml")
+        raise DataError(f"split {split!r}: no transcript file given; set data.{split}_csv (and data.{split}_audio) "
+                        f"or data.{split}_jsonl in kimi-tui.toml")
     return _load_csv(split, _abs(csv_path), _abs(audio_dir) if audio_dir is not None else None,
                      id_column, text_column, encoding, max_duration_s, paths_only)

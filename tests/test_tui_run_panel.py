@@ -268,3 +268,63 @@ async def test_a_damaged_run_folder_is_listed_as_damaged_and_the_others_still_wo
         await pilot.press("y")
         await wait_until(pilot, lambda: json.loads((good / "status.json").read_text())["state"] == "stopped",
                          "the good run to be stopped")
+
+
+async def test_a_real_run_stopped_from_the_panel_is_recorded_stopped_not_failed(project):
+    from kimi_tui.runs import StagePlan, read_run, start_stage
+
+    plan = StagePlan(stage="train", argv=[sys.executable, "-c", "import time; print('working', flush=True); time.sleep(600)"])
+    run_dir = start_stage(project.runs_dir, plan)
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "train running" in str(panel.border_title), "the real run")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: read_run(run_dir).state not in ("starting", "running"), "the run to end")
+        assert read_run(run_dir).state == "stopped"
+        await wait_until(pilot, lambda: panel.query_one(StageList).states["train"] == "stopped", "the stage list")
+        assert "failed" not in screen_text(app)
+
+
+def ended_run(project, stage: str, state: str, events: list[dict], **status) -> Path:
+    run_id = time.strftime("%Y%m%d-%H%M%S-000000") + f"-{stage}"
+    run_dir = project.runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    now = time.time()
+    (run_dir / "status.json").write_text(json.dumps({
+        "run_id": run_id, "stage": stage, "state": state, "created": now - 5, "started": now - 5, "ended": now,
+        "exit_code": 0 if state == "succeeded" else 1, "host": socket.gethostname(), **status,
+    }))
+    (run_dir / "stdout.log").write_text("done\n", encoding="utf-8")
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events), encoding="utf-8")
+    return run_dir
+
+
+async def test_a_succeeded_stage_shows_complete_not_its_last_progress_event(project):
+    ended_run(project, "evaluate", "succeeded", [{"t": time.time(), "type": "progress", "step": 1, "total": 2}])
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "evaluate succeeded" in str(panel.border_title), "the run")
+        await wait_until(pilot, lambda: "2/2" in screen_text(app), "the complete count")
+        text = screen_text(app)
+        assert "100%" in text and "50%" not in text and "1/2" not in text
+
+
+async def test_the_deciding_line_of_a_failure_is_shown_whole_at_80_columns(project):
+    reason = ("CUDA out of memory: tried to allocate 2.00 GiB on GPU 0 with 1.10 GiB free; "
+              "lower train.batch_size in kimi-tui.toml line 31 or set train.gradient_checkpointing = true")
+    ended_run(project, "train", "failed",
+              [{"t": time.time(), "type": "progress", "step": 3, "total": 200},
+               {"t": time.time(), "type": "error", "message": reason}], reason=reason)
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "train failed" in str(panel.border_title), "the failed run")
+        await wait_until(pilot, lambda: "gradient_checkpointing" in screen_text(app), "the reason's end")
+        flat = " ".join(screen_text(app).split())
+        for word in reason.split():
+            assert word in flat, word
+        assert "failed (exit 1)" in screen_text(app)

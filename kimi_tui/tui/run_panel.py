@@ -154,9 +154,12 @@ class RunProgress:
 
 
 class ProgressLine(Widget):
-    """One line: the followed run's step/total, a bar, steps/s, ETA and loss, or how it ended."""
+    """One line: the followed run's step/total, a bar, steps/s, ETA and loss, or how it ended.
 
-    DEFAULT_CSS = "ProgressLine { height: 1; }"
+    What decides a failure (the run's note, its last error) is never dropped for want of
+    room: it goes on the lines below, wrapped, and the line grows to hold it."""
+
+    DEFAULT_CSS = "ProgressLine { height: auto; }"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -175,9 +178,12 @@ class ProgressLine(Widget):
         head = Content.assemble(state_mark(info.state), " ", info.stage, " ")
         # (priority, text): what does not fit is left out, least important first.
         parts: list[tuple[int, str]] = []
-        if p.step is not None and p.total:
-            parts.append((0, f"{p.step}/{p.total}"))
-            parts.append((1, f"{p.step / p.total:.0%}"))
+        step = p.step
+        if step is not None and p.total and info.state == "succeeded":
+            step = p.total  # the last progress event may come before the last item's end
+        if step is not None and p.total:
+            parts.append((0, f"{step}/{p.total}"))
+            parts.append((1, f"{step / p.total:.0%}"))
         if info.active:
             rate, eta = p.rate(), p.eta_s()
             if eta is not None:
@@ -193,19 +199,31 @@ class ProgressLine(Widget):
             parts.append((2, f"{info.state}{code}{took}"))
         if p.loss is not None:
             parts.append((3, f"loss {p.loss:.4g}"))
-        if info.note:  # a damaged status.json, a lost supervisor, processes left behind
-            parts.append((1, info.note))
-        if p.last_error and info.state in ("failed", "interrupted"):
-            parts.append((5, p.last_error))
         width = self.size.width - head.cell_length
         while parts and cell_len(" · ".join(t for _, t in parts)) > width:
             parts.remove(max(parts, key=lambda part: part[0]))
         text = " · ".join(t for _, t in parts)
         room = width - cell_len(text) - 2
-        if p.step is not None and p.total and room >= 8:
+        if step is not None and p.total and room >= 8:
             count, rest = text.split(" · ", 1) if " · " in text else (text, "")
-            return Content.assemble(head, count, " ", bar(p.step / p.total, min(room, 30)), " ", rest)
-        return Content.assemble(head, text)
+            line = Content.assemble(head, count, " ", bar(step / p.total, min(room, 30)), " ", rest)
+        else:
+            line = Content.assemble(head, text)
+        reason = self.reason()
+        if reason:
+            return Content.assemble(line, "\n", Content.styled(reason, "$text-error"))
+        return line
+
+    def reason(self) -> str:
+        """What the state alone does not say: a damaged status.json, a lost supervisor, processes
+        left behind, the supervisor's recorded reason, the worker's last error."""
+        info, p = self.info, self.progress
+        if info is None:
+            return ""
+        reasons = [info.note] if info.note else []
+        if p.last_error and info.state in ("failed", "interrupted") and p.last_error not in reasons:
+            reasons.append(p.last_error)
+        return " · ".join(reasons)
 
     @staticmethod
     def _elapsed(info: RunInfo) -> str:

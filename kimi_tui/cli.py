@@ -122,6 +122,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from kimi_tui.runs import wait_run
 
     project = Project.load(_project_root(args.project))
+    if args.stage == "all" and not args.yes and not _confirm_run_all_again(project):
+        return 1
     run_dir = start(project, args.stage, resume=args.resume)
     print(f"started {run_dir.name} (log: {run_dir / 'stdout.log'})", flush=True)
     if not args.wait:
@@ -139,6 +141,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     print(f"{run_dir.name}: {info.state} (exit code {info.exit_code})", flush=True)
     return 0 if info.state == "succeeded" else (info.exit_code or 1)
+
+
+def _confirm_run_all_again(project) -> bool:
+    """`run all` over an earlier run's outputs redoes hours of work: asked first (--yes skips it)."""
+    from kimi_tui.pipeline import existing_outputs
+
+    found = existing_outputs(project)
+    if not found:
+        return True
+    what = ", ".join(found)
+    if not sys.stdin.isatty():
+        raise KimiTuiError(f"{project.root} already has outputs of an earlier run ({what}); `run all` would "
+                           f"start every stage again: pass --yes to do so without being asked")
+    try:
+        answer = input(f"{project.root} already has {what}.\nStart every stage again "
+                       f"(training/ and exports/final/ are kept aside)? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        print("not started", file=sys.stderr)
+        return False
+    return True
 
 
 def _fmt_time(ts: float | None) -> str:
@@ -503,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project")
     p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
     p.add_argument("--resume", action="store_true", help="train: continue from the last complete checkpoint; evaluate (kimi-audio): finish the last evaluation")
+    p.add_argument("--yes", action="store_true", help="start without asking: all over an earlier run's outputs, or a config the lint says will not learn")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="list runs and checkpoints")

@@ -97,6 +97,22 @@ def ensure_no_active(project: Project, stage: str) -> None:
             )
 
 
+def existing_outputs(project: Project) -> list[str]:
+    """What an earlier run left that `run all` would redo: asked about before hours of work are
+    started again (train and export outputs are moved aside, the others rewritten in place).
+    Paths relative to the project, stage order; empty folders do not count."""
+    found = []
+    for path in (project.train_jsonl, project.test_jsonl, project.features_dir, project.base_model_dir,
+                 project.training_dir, project.export_dir, project.evaluations_dir):
+        try:
+            present = path.is_file() or (path.is_dir() and any(path.iterdir()))
+        except OSError:  # unreadable: it exists, and the stage would meet it
+            present = True
+        if present:
+            found.append(str(path.relative_to(project.root)) + ("/" if path.is_dir() else ""))
+    return found
+
+
 def keep_previous_outputs(project: Project, stage: str, resume: bool = False) -> Path | None:
     """A new train or export never writes over the last one's results: they are moved aside
     (training.<time>/, exports/final.<time>/), never deleted. --resume keeps training/ in place."""

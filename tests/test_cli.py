@@ -106,3 +106,19 @@ def test_a_new_train_run_moves_the_previous_checkpoints_aside_never_over_them(tm
     (project / "training" / "marker").write_text("x")
     kimi("run", "train", "--project", str(project), "--resume", "--wait")
     assert (project / "training" / "marker").exists() and len(list(project.glob("training.*"))) == 1
+
+
+def test_run_all_over_an_earlier_runs_outputs_asks_and_refuses_without_a_terminal(tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    assert kimi("init", str(project), "--sample").returncode == 0
+    (project / "data").mkdir(exist_ok=True)
+    (project / "data" / "train.jsonl").write_text('{"id": "a"}\n', encoding="utf-8")  # as prepare leaves it
+    out = subprocess.run([sys.executable, "-m", "kimi_tui", "run", "all", "--project", str(project)],
+                         capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2
+    assert "data/train.jsonl" in out.stderr and "pass --yes" in out.stderr
+    assert not list((project / "runs").glob("*-all"))
+    started = kimi("run", "all", "--project", str(project), "--yes")
+    assert started.returncode == 0, started.stderr
+    assert "started" in started.stdout and list((project / "runs").glob("*-all"))
+    assert kimi("stop", "all", "--project", str(project)).returncode == 0

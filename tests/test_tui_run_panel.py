@@ -328,3 +328,21 @@ async def test_the_deciding_line_of_a_failure_is_shown_whole_at_80_columns(proje
         for word in reason.split():
             assert word in flat, word
         assert "failed (exit 1)" in screen_text(app)
+
+
+async def test_start_all_over_an_earlier_runs_outputs_asks_first(project):
+    (project.root / "data").mkdir(exist_ok=True)
+    project.train_jsonl.write_text('{"id": "a"}\n', encoding="utf-8")
+    (project.training_dir / "checkpoint-10").mkdir(parents=True)
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "idle" in str(panel.border_title), "the idle status")
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question")
+        text = screen_text(app)
+        assert "Start every stage again?" in text and "training/" in text and "data/train.jsonl" in text
+        await pilot.press("n")
+        await wait_until(pilot, lambda: app.screen is panel.screen, "the question to close")
+        assert not project.runs_dir.exists() or not [p for p in project.runs_dir.iterdir() if p.is_dir()]
+        assert (project.training_dir / "checkpoint-10").is_dir()

@@ -311,7 +311,7 @@ class RunPanel(Panel):
 
     def palette_commands(self) -> list[PaletteCommand]:
         commands: list[PaletteCommand] = [
-            ("Run: start all", "Start every stage in order, as one run", lambda: self.start_stage("all")),
+            ("Run: start all", "Start every stage in order, as one run", self.action_start_all),
         ]
         for stage in STAGES:
             commands.append((f"Run: start {stage}", f"Start the {stage} stage", lambda s=stage: self.start_stage(s)))
@@ -476,10 +476,29 @@ class RunPanel(Panel):
         if stage is None:
             self.notify("Pick a stage first (↑/↓ in Stages)", severity="warning")
             return
+        if stage == "all":
+            self.action_start_all()
+            return
         self.start_stage(stage)
 
     def action_start_all(self) -> None:
-        self.start_stage("all")
+        """Every stage again over an earlier run's outputs is hours of work: asked first."""
+        self._check_outputs()
+
+    @work(thread=True, name="check outputs", exit_on_error=False, group="run-start")
+    def _check_outputs(self) -> list[str]:
+        return pipeline.existing_outputs(self.project)
+
+    def _outputs_checked(self, found: list[str]) -> None:
+        if not found:
+            self.start_stage("all")
+            return
+        question = (
+            f"Start every stage again?\n\nAn earlier run left {', '.join(found)}. Prepare, extract, convert "
+            "and evaluate write theirs again; training/ and exports/final/ are kept aside as <name>.<time>/."
+        )
+        self.app.push_screen(ConfirmModal(question, yes="Start all"),
+                             lambda yes: self.start_stage("all") if yes else None)
 
     def start_stage(self, stage: str) -> None:
         if self._starting:
@@ -526,7 +545,9 @@ class RunPanel(Panel):
         name, state = event.worker.name, event.state
         if state not in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED):
             return
-        if name == "start stage":
+        if name == "check outputs" and state == WorkerState.SUCCESS:
+            self._outputs_checked(event.worker.result)
+        elif name == "start stage":
             stage, self._starting = self._starting, None
             result = event.worker.result if state == WorkerState.SUCCESS else None
             if isinstance(result, KimiTuiError):

@@ -8,6 +8,7 @@ where the output is data. User errors print one located message, never a traceba
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import os
@@ -502,28 +503,40 @@ def _scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixed", action="store_true", help="also score CJK characters + Latin words (code-switching)")
 
 
+# Options that several commands share, and mean the same in each: their help is said once.
+_SHARED_HELP = {
+    "--project": "the project folder, holding kimi-tui.toml (default: the current folder)",
+    "--json": "print the result as JSON, for scripts",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kimi-tui",
-        description="A terminal workbench for fine-tuning speech models for Chinese ASR.",
+        usage="kimi-tui [DIR]\n       kimi-tui COMMAND [OPTIONS]  (kimi-tui COMMAND --help for its options)",
+        description="A terminal workbench for fine-tuning speech models for Chinese ASR. "
+        "`kimi-tui [DIR]` opens the workbench on the project in DIR (default: the current folder), "
+        "or a start screen that creates one there; the commands below do the same work headless.",
+        epilog="A folder named like a command opens with a path: kimi-tui ./status",
     )
-    parser.add_argument("--version", action="version", version=f"kimi-tui {__version__}")
+    parser.add_argument("--version", action="version", version=f"kimi-tui {__version__}",
+                        help="print kimi-tui's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("init", help="create a project folder")
-    p.add_argument("dir")
+    p.add_argument("dir", help="the folder to create the project in (created if missing; . for this one)")
     p.add_argument("--sample", action="store_true", help="copy the bundled nine-clip Mandarin sample")
-    p.add_argument("--train-csv")
-    p.add_argument("--train-audio")
-    p.add_argument("--test-csv")
-    p.add_argument("--test-audio")
-    p.add_argument("--train-jsonl", help="an existing Kimi-format JSONL instead of a CSV")
-    p.add_argument("--test-jsonl")
+    p.add_argument("--train-csv", metavar="CSV", help="training transcripts: a CSV or TSV of audio id + text")
+    p.add_argument("--train-audio", metavar="DIR", help="the folder holding the training CSV's audio")
+    p.add_argument("--test-csv", metavar="CSV", help="test transcripts, scored by evaluate (optional)")
+    p.add_argument("--test-audio", metavar="DIR", help="the folder holding the test CSV's audio")
+    p.add_argument("--train-jsonl", metavar="JSONL", help="an existing Kimi-format JSONL instead of a CSV")
+    p.add_argument("--test-jsonl", metavar="JSONL", help="a Kimi-format JSONL of test utterances instead of a CSV")
     p.add_argument("--exist-ok", action="store_true", help="keep an existing project instead of failing")
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="start a stage, or all of them, detached")
-    p.add_argument("stage", choices=STAGE_CHOICES)
+    p.add_argument("stage", choices=STAGE_CHOICES, help="the stage to run; all: every stage in order, itself a run")
     p.add_argument("--project")
     p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
     p.add_argument("--resume", action="store_true", help="train: continue from the last complete checkpoint; evaluate (kimi-audio): finish the last evaluation")
@@ -556,8 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("score", help="score any system's transcripts: REF and HYP are CSV, TSV, JSONL or Kaldi text of id + text")
-    p.add_argument("ref")
-    p.add_argument("hyp")
+    p.add_argument("ref", help="the reference transcripts")
+    p.add_argument("hyp", help="the hypotheses to score (ids missing from it count as empty)")
     p.add_argument("--json", action="store_true")
     _scoring_options(p)
     p.set_defaults(func=cmd_score)
@@ -567,16 +580,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python", metavar="PATH", help="the interpreter that will run it (default: this one)")
     p.add_argument("--base-model", metavar="DIR", help="local copy of moonshotai/Kimi-Audio-7B (tokenizer source)")
     p.add_argument("--samples", type=positive_int, metavar="N", help="training samples (default with --project: data/train.jsonl)")
-    p.add_argument("--epochs", type=positive_int, metavar="N")
+    p.add_argument("--epochs", type=positive_int, metavar="N", help="training epochs (default 5)")
     p.add_argument("--batch-size", type=positive_int, metavar="N", help="micro-batch per GPU (the official code needs 1)")
-    p.add_argument("--grad-accum", type=positive_int, metavar="N")
-    p.add_argument("--save-steps", type=save_steps_value, metavar="N|auto")
+    p.add_argument("--grad-accum", type=positive_int, metavar="N", help="gradient accumulation steps (default 1)")
+    p.add_argument("--save-steps", type=save_steps_value, metavar="N|auto",
+                   help="steps between checkpoints (official: 1000); auto: computed from the data size")
     p.add_argument("--save-total-limit", type=non_negative_int, metavar="N", help="checkpoints kept (official: 10; 0 keeps all)")
-    p.add_argument("--gpus", type=positive_int, metavar="N")
+    p.add_argument("--gpus", type=positive_int, metavar="N", help="GPUs to train on (default 1)")
     p.add_argument("--method", choices=("full", "lora"), help="default: the project's, else full (the official code's)")
-    p.add_argument("--zero-stage", type=int, choices=(2, 3))
-    p.add_argument("--offload-optimizer", action="store_true")
-    p.add_argument("--offload-param", action="store_true")
+    p.add_argument("--zero-stage", type=int, choices=(2, 3), help="DeepSpeed ZeRO stage (default 3)")
+    p.add_argument("--offload-optimizer", action="store_true", help="DeepSpeed: optimizer state in host RAM")
+    p.add_argument("--offload-param", action="store_true", help="DeepSpeed (ZeRO-3): parameters in host RAM")
     p.add_argument("--tokens", type=positive_int, default=500, metavar="N", help="longest sequence in tokens (default 500)")
     p.add_argument("--output", metavar="DIR", help="where checkpoints go (disk space is checked)")
     p.add_argument("--gpu-memory-gb", type=positive_float, help="GPU size to check against instead of this machine's")
@@ -584,7 +598,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
+    for command in sub.choices.values():
+        for action in command._actions:
+            if action.help is None:
+                action.help = _SHARED_HELP.get(max(action.option_strings, default="", key=len))
     return parser
+
+
+def _unknown_command(word: str, alone: bool) -> str:
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"the commands are {', '.join(COMMANDS)}"
+    return f"unknown command {word!r}; {hint}" + (f" (to open a folder of that name: kimi-tui ./{word})" if alone else "")
+
+
+def _workbench_dir(argv: list[str]) -> tuple[bool, str | None]:
+    """Whether argv opens the workbench (and on which folder) rather than naming a command.
+
+    An existing folder, or a word that reads as a path (a separator, a leading . or ~), opens;
+    a bare word close to a command and not a folder here is a typo (`kimi-tui stauts` once
+    opened a start screen for a folder of that name); any other bare word is a folder to create.
+    """
+    if not argv:
+        return True, None
+    first = argv[0]
+    if first in COMMANDS or first.startswith("-"):
+        return False, None
+    is_path = os.sep in first or "/" in first or first.startswith((".", "~"))
+    try:
+        is_folder = Path(first).expanduser().is_dir()
+    except OSError:
+        is_folder = False
+    if len(argv) > 1:  # `kimi-tui rn all`: the workbench takes one folder, so this meant a command
+        if is_path or is_folder:
+            raise KimiTuiError(f"`kimi-tui DIR` opens one folder and takes nothing after it, not {argv[1]!r}; "
+                               f"commands are {', '.join(COMMANDS)}")
+        raise KimiTuiError(_unknown_command(first, alone=False))
+    if is_path or is_folder or not difflib.get_close_matches(first, COMMANDS, n=1, cutoff=0.6):
+        return True, first
+    raise KimiTuiError(_unknown_command(first, alone=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -592,8 +643,9 @@ def main(argv: list[str] | None = None) -> int:
     2 a user error (the message says what to fix), 130 interrupted (Ctrl-C)."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        if not argv or (argv[0] not in COMMANDS and not argv[0].startswith("-")):
-            return cmd_open(argparse.Namespace(dir=argv[0] if argv else None))
+        opens, folder = _workbench_dir(argv)
+        if opens:
+            return cmd_open(argparse.Namespace(dir=folder))
         args = build_parser().parse_args(argv)
         return args.func(args)
     except KimiTuiError as exc:

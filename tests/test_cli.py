@@ -122,3 +122,56 @@ def test_run_all_over_an_earlier_runs_outputs_asks_and_refuses_without_a_termina
     assert started.returncode == 0, started.stderr
     assert "started" in started.stdout and list((project / "runs").glob("*-all"))
     assert kimi("stop", "all", "--project", str(project)).returncode == 0
+
+
+def _open_calls(monkeypatch) -> list:
+    import kimi_tui.cli as cli
+
+    calls: list = []
+    monkeypatch.setattr(cli, "cmd_open", lambda args: calls.append(args.dir) or 0)
+    return calls
+
+
+def test_a_mistyped_command_says_did_you_mean_and_opens_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    from kimi_tui.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    calls = _open_calls(monkeypatch)
+    for argv, word, meant in ((["stauts"], "stauts", "status"), (["rn", "all"], "rn", "run"),
+                              (["repot", "--project", "p"], "repot", "report")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"kimi-tui: error: unknown command '{word}'; did you mean '{meant}'?"), err
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_folders_and_new_project_names_open_the_workbench(tmp_path: Path, monkeypatch) -> None:
+    from kimi_tui.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    calls = _open_calls(monkeypatch)
+    (tmp_path / "stauts").mkdir()  # an existing folder named like a typo is that folder
+    for argv in ([], ["stauts"], ["./statu"], ["~"], [str(tmp_path)], ["myproject"]):
+        assert main(argv) == 0, argv
+    assert calls == [None, "stauts", "./statu", "~", str(tmp_path), "myproject"]
+
+
+def test_help_shows_the_workbench_usage_and_every_option_has_a_help_text(capsys) -> None:
+    import argparse
+
+    import pytest
+
+    from kimi_tui.cli import build_parser, main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: kimi-tui [DIR]") and "COMMAND" in out and "status" in out
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}"
+               for name, command in [("kimi-tui", parser), *sub.choices.items()]
+               for a in command._actions
+               if not isinstance(a, argparse._SubParsersAction) and not a.help]
+    assert missing == []

@@ -346,3 +346,27 @@ async def test_start_all_over_an_earlier_runs_outputs_asks_first(project):
         await wait_until(pilot, lambda: app.screen is panel.screen, "the question to close")
         assert not project.runs_dir.exists() or not [p for p in project.runs_dir.iterdir() if p.is_dir()]
         assert (project.training_dir / "checkpoint-10").is_dir()
+
+
+async def test_starting_on_a_dataset_with_no_usable_sample_is_refused_with_a_dialog_saying_why(project):
+    from kimi_tui.tui.error_modal import ErrorModal
+
+    (project.root / "data").mkdir(exist_ok=True)
+    project.train_jsonl.write_text("", encoding="utf-8")  # what prepare leaves when every row has an error
+    project.findings_json.write_text(json.dumps({"train": {"findings": [
+        {"level": "error", "code": "audio_missing", "message": "utt001.wav not found in wavs/",
+         "source": "train.csv", "line": 2, "utt_id": "utt001", "audio": None, "fix": "set data.train_audio"},
+    ]}}), encoding="utf-8")
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "idle" in str(panel.border_title), "the idle status")
+        await pilot.press("down")  # extract
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorModal), "the dialog")
+        text = screen_text(app)
+        assert "Cannot start extract" in text and "no usable training sample" in text
+        assert "train.csv:2: utt001.wav not found in wavs/" in text and "data.train_audio" in text
+        assert not list(project.runs_dir.glob("*-extract"))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is panel.screen, "the dialog to close")

@@ -34,11 +34,12 @@ from textual.worker import Worker, WorkerState
 
 from kimi_tui import pipeline
 from kimi_tui.engines import STAGES
-from kimi_tui.errors import KimiTuiError
+from kimi_tui.errors import DataError, KimiTuiError
 from kimi_tui.project import Project
 from kimi_tui.runs import RunInfo, list_runs, stop_run
 from kimi_tui.tui import messages
 from kimi_tui.tui.confirm_modal import ConfirmModal
+from kimi_tui.tui.error_modal import ErrorModal
 from kimi_tui.tui.panel import Panel, PaletteCommand
 from kimi_tui.tui.widgets.gpu_view import GpuView, bar
 from kimi_tui.tui.widgets.log_view import LogView
@@ -64,6 +65,36 @@ def duration(seconds: float | None) -> str:
     minutes, secs = divmod(int(seconds + 0.5), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+#: The stages that read the prepared training samples: refused while prepare has left none.
+SAMPLE_STAGES = ("extract", "train")
+
+
+def no_usable_sample(project: Project) -> DataError | None:
+    """Prepare ran and left out every row (each had an error): extract or train would start on
+    nothing. The reason is prepare's own, from data/findings.json: the first three errors and their fixes."""
+    path = project.train_jsonl
+    try:
+        with open(path, "rb") as fh:
+            if any(line.strip() for line in fh):
+                return None
+    except OSError:  # not prepared yet: the stage's plan says "run prepare first"
+        return None
+    lines = [f"{path.relative_to(project.root)} holds no usable training sample: prepare left out every row."]
+    try:
+        findings = json.loads(project.findings_json.read_text(encoding="utf-8"))["train"]["findings"]
+        errors = [f for f in findings if isinstance(f, dict) and f.get("level") == "error"]
+    except (OSError, ValueError, KeyError, TypeError):
+        errors = []
+    for finding in errors[:3]:
+        where = f"{finding.get('source') or '?'}" + (f":{finding['line']}" if finding.get("line") is not None else "")
+        fix = f" Fix: {finding['fix']}" if finding.get("fix") else ""
+        lines.append(f"  {where}: {finding.get('message')}{fix}")
+    if len(errors) > 3:
+        lines.append(f"  … and {len(errors) - 3} more (the Dataset panel lists every row)")
+    lines.append("Fix the data or [data] in kimi-tui.toml, then run prepare again.")
+    return DataError("\n".join(lines))
 
 
 @dataclass
@@ -510,6 +541,8 @@ class RunPanel(Panel):
 
     @work(thread=True, name="start stage", exit_on_error=False, group="run-start")
     def _start(self, stage: str) -> Path | KimiTuiError:
+        if stage in SAMPLE_STAGES and (refused := no_usable_sample(self.project)):
+            return refused
         try:
             return pipeline.start(self.project, stage)
         except KimiTuiError as exc:  # "run prepare first", "a run is still running": the user can fix it
@@ -550,7 +583,9 @@ class RunPanel(Panel):
         elif name == "start stage":
             stage, self._starting = self._starting, None
             result = event.worker.result if state == WorkerState.SUCCESS else None
-            if isinstance(result, KimiTuiError):
+            if isinstance(result, DataError):  # the data itself must change: not a passing notice
+                self.app.push_screen(ErrorModal(f"Cannot start {stage}", str(result)))
+            elif isinstance(result, KimiTuiError):
                 self.notify(str(result), title=f"Cannot start {stage}", severity="error", timeout=10)
             elif isinstance(result, Path):
                 self.notify(f"Started {result.name}")

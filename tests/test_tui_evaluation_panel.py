@@ -179,7 +179,10 @@ async def test_sorting_by_difference_and_the_alignment_of_the_selected_utterance
         block = text.plain.index("A checkpoint-10"), text.plain.index("B checkpoint-20")
         subs = {text.plain[s.start:s.end] for s in text.spans if s.style == STYLE_SUB and block[0] < s.start < block[1]}
         assert subs == {"气", "汽"}
-        await pilot.press("o", "o", "o")  # id -> worst B -> largest regression -> largest improvement
+        await pilot.press("o")  # id -> largest regression first, as the README says
+        assert [r[0] for r in rows(table)] == ["t3", "t1", "t2"]
+        assert any(str(c.label) == "B-A ▼" for c in table.columns.values())
+        await pilot.press("o")  # -> largest improvement
         assert [r[0] for r in rows(table)] == ["t2", "t1", "t3"]  # -1/5 beats -1/6
         assert table.cursor_row == 0 and panel.selected_id == "t2"
         assert "t2  我们去公园" in view.text(40).plain
@@ -187,7 +190,9 @@ async def test_sorting_by_difference_and_the_alignment_of_the_selected_utterance
         text = view.text(40)
         assert panel.selected_id == "t3" and "H 请 把 窗 ** 打 开" in text.plain
         assert any(text.plain[s.start:s.end] == "**" and s.style == STYLE_DEL for s in text.spans)
-        await pilot.press("o")
+        await pilot.press("o")  # -> worst B
+        assert [r[0] for r in rows(table)] == ["t3", "t1", "t2"]
+        await pilot.press("o")  # -> back to id
         assert [r[0] for r in rows(table)] == ["t1", "t2", "t3"]
         panel.sort_by_difference()  # the palette's "sort by CER difference": largest regression first
         assert [r[0] for r in rows(table)] == ["t3", "t1", "t2"]
@@ -336,3 +341,30 @@ async def test_mer_column_beside_cer_when_mixed_tokens_are_scored(tmp_path: Path
         await settle(pilot, panel)
         assert "MER" not in [str(c.label) for c in table.columns.values()]
         assert rows(table)[1][1:3] == ["10.0%", "0/1/0"] and len(rows(table)[1]) == 8
+
+
+async def test_at_60x20_the_alignment_goes_under_the_utterances_and_stays_readable(tmp_path: Path) -> None:
+    app = Harness(make_project(tmp_path))
+    async with app.run_test(size=(60, 20)) as pilot:
+        panel = await wait_for_panel(pilot, EvaluationPanel)
+        await settle(pilot, panel)
+        panel.focus_default()
+        await pilot.pause()
+        table, view = panel.query_one("#ev-utterances", DataTable), panel.query_one(AlignmentView)
+        assert panel.has_class("-narrow")
+        assert view.region.y >= table.region.bottom  # stacked, not side by side
+        assert view.region.width >= 50 and view.region.height >= 4
+        lines = _screen_lines(app)
+        assert any("R 今 天 天 气 很 好" in line for line in lines)
+        assert any("H 今 天 天 汽 很 好" in line for line in lines)
+
+
+def _screen_lines(app) -> list[str]:
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text().splitlines()

@@ -75,6 +75,7 @@ REPORT_FILES = ("report.md", "report.csv", "report.json", "report-utterances.csv
 METRIC_COLUMNS = ("model", "CER", "S/D/I", "macro", "SER", "exact", "sim", "N")
 MER_AFTER = "S/D/I"  # where the MER column goes when the mixed-token rate was computed
 REF_CELLS = 12  # the reference column of the utterance list: six CJK characters
+NARROW_BELOW = 74  # panel width under which the alignment goes below the utterance list
 
 # (name shown to the user, the column that carries the sort arrow, the arrow)
 SORTS = (
@@ -84,6 +85,9 @@ SORTS = (
     ("largest improvement", "B-A", "▲"),
 )
 SORT_DIFFERENCE = (2, 3)
+#: The order `o` goes through: what B changed first (the README's "o sorts by CER difference"),
+#: then the worst of B, then back to id order.
+SORT_CYCLE = (0, 2, 3, 1)
 
 
 def pct(x: float | None) -> str:
@@ -257,7 +261,7 @@ class EvaluationPanel(Panel):
         Binding("t", "toggle_split", "Test/train", id="evaluation.split",
                 tooltip="Show the other split (test or train)"),
         Binding("o", "cycle_sort", "Sort", id="evaluation.sort",
-                tooltip="Sort utterances: id / worst B / largest regression / largest improvement"),
+                tooltip="Sort utterances: largest regression (CER B-A) / largest improvement / worst B / id"),
         Binding("e", "export", "Export", id="evaluation.export",
                 tooltip="Write report.md, report.csv, report.json and report-utterances.csv into the evaluation folder"),
         Binding("p", "older", "Older", id="evaluation.older", show=False,
@@ -304,6 +308,11 @@ class EvaluationPanel(Panel):
         self.set_status("no evaluation")
         self.poll()
         self.set_interval(POLL_SECONDS, self.poll, name="evaluation: poll")
+
+    def on_resize(self) -> None:
+        # Side by side, the alignment needs ~30 cells beside the utterance list's 42: below that
+        # it would wrap a character a line, so the two are stacked (and the metrics shortened).
+        self.set_class(self.size.width < NARROW_BELOW, "-narrow")
 
     def focus_default(self) -> None:
         if self.data is not None:
@@ -764,7 +773,7 @@ class EvaluationPanel(Panel):
             self._fill_utterances(keep_selection=False)  # the sorted column's header carries the arrow
 
     def action_cycle_sort(self) -> None:
-        self.set_sort(self.sort_mode + 1)
+        self.set_sort(SORT_CYCLE[(SORT_CYCLE.index(self.sort_mode) + 1) % len(SORT_CYCLE)])
 
     def sort_by_difference(self) -> None:
         """Largest regression first; asked again, largest improvement first."""

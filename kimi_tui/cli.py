@@ -117,12 +117,36 @@ def _print_audio_check(check) -> None:
     print(f"    what to do: {check.missing[0].fix}")
 
 
+def _learning_confirmed(project, stage: str, yes: bool) -> bool:
+    """Before a run the lint says will not learn: say why, then ask (a terminal), or refuse as a
+    user error (no terminal: a script must not spend hours on it) unless --yes."""
+    from kimi_tui.lint import will_not_learn, will_not_learn_text
+
+    findings = will_not_learn(project, stage)
+    if not findings or yes:
+        return True
+    text = will_not_learn_text(stage, findings)
+    if not sys.stdin.isatty():
+        raise KimiTuiError(f"{text}\nNothing was started: fix {project.config_path}, or pass --yes to start it anyway.")
+    print(text, file=sys.stderr)
+    try:
+        answer = input(f"Start the {stage} run anyway? [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        print("not started", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from kimi_tui.pipeline import start
     from kimi_tui.project import Project
     from kimi_tui.runs import wait_run
 
     project = Project.load(_project_root(args.project))
+    if not _learning_confirmed(project, args.stage, args.yes):
+        return 1
     if args.stage == "all" and not args.yes and not _confirm_run_all_again(project):
         return 1
     run_dir = start(project, args.stage, resume=args.resume)

@@ -27,7 +27,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # only for type hints: lint never reads NVML itself
     from kimi_tui.gpu import GpuSnapshot
     from kimi_tui.project import Project
 
-__all__ = ["Lint", "Level", "lint_project", "count_training_samples", "LR_RANGES"]
+__all__ = ["Lint", "Level", "lint_project", "will_not_learn", "will_not_learn_text", "count_training_samples",
+           "LR_RANGES"]
 
 Level = Literal["error", "warning", "note"]
 _ORDER = {"error": 0, "warning": 1, "note": 2}
@@ -61,6 +62,9 @@ class Lint:
     field: str  # "train.save_steps"
     message: str
     fix: str
+    #: The run would end "succeeded" having learned nothing (or saved nothing to compare): `run all`
+    #: and `run train` ask before starting it (see will_not_learn).
+    stops_learning: bool = dataclass_field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.level}: {self.field}: {self.message} Fix: {self.fix}"
@@ -322,7 +326,7 @@ def _check_schedule(project: "Project", n: int | None, where: str, out: list[Lin
     if n < 1:
         out.append(Lint(
             "error", "data.train_csv", f"{where} holds no training samples.",
-            "Run prepare and fix what it reports, or point data.train_csv at the right file.",
+            "Run prepare and fix what it reports, or point data.train_csv at the right file.", stops_learning=True,
         ))
         return
     sched = compute_schedule(
@@ -346,7 +350,7 @@ def _check_schedule(project: "Project", n: int | None, where: str, out: list[Lin
             "error", "train.save_steps",
             f"save_steps = {t.save_steps} but the run has only {total} optimizer steps ({how}). "
             "No checkpoint would be saved before the end, and the train stage refuses to start.",
-            fix,
+            fix, stops_learning=True,
         ))
     elif len(during) == 1 and t.save_steps != "auto":
         out.append(Lint(
@@ -401,7 +405,7 @@ def _check_schedule(project: "Project", n: int | None, where: str, out: list[Lin
             out.append(Lint(
                 "error", "train.eval_ratio",
                 f"eval_ratio = {t.eval_ratio:g} holds out {held} of {n} samples, leaving none to train on.",
-                "Set eval_ratio = 0, or add training data.",
+                "Set eval_ratio = 0, or add training data.", stops_learning=True,
             ))
 
     warmup = total * t.warmup_ratio
@@ -505,7 +509,8 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
             why = f"fine-tuning a pretrained model wants {_fmt_lr(low)}..{_fmt_lr(high)}"
             fix = "Set learning_rate = 1e-5 (usual for Whisper), or 3e-6 on a handful of clips (the seed's choice)."
         direction = "high" if lr > high else "low"
-        out.append(Lint("warning", "train.learning_rate", f"learning_rate = {lr:g} looks far too {direction}: {why}.", fix))
+        out.append(Lint("warning", "train.learning_rate", f"learning_rate = {lr:g} looks far too {direction}: {why}.", fix,
+                        stops_learning=True))
 
     ds = cfg.deepspeed
     on_cpu = device == "cpu" or (device == "auto" and gpus is not None and not gpus.available)
@@ -631,6 +636,37 @@ def lint_project(project: "Project", *, gpus: "GpuSnapshot | None" = None) -> li
             "Fix the data paths above, or run the prepare stage.",
         ))
     return sorted(out, key=lambda f: _ORDER[f.level])
+
+
+#: The stages that train, before which `run` asks about a config that will not learn.
+TRAINING_STAGES = ("all", "train")
+
+
+def will_not_learn(project: "Project", stage: str = "all") -> list[Lint]:
+    """The findings that mean a ``stage`` run would end "succeeded" without learning: a learning
+    rate far outside what this model learns at, no training sample left, no checkpoint saved
+    before the end (zero epochs cannot be written: the config refuses epochs < 1).
+
+    Why a separate question: a run of the seed's lr 3e-6 on the tiny model took its full time and
+    said "all stages succeeded" with the CER where it started, while the Config panel's lint had said
+    why. Only the schedule checks run (the data size is cached, no environment is probed), so the
+    CLI and the TUI can ask this as a run starts; empty for a stage that does not train."""
+    if stage not in TRAINING_STAGES:
+        return []
+    out: list[Lint] = []
+    n, where = count_training_samples(project)
+    _check_schedule(project, n, where, out)
+    _check_training(project, None, out)
+    return [finding for finding in out if finding.stops_learning]
+
+
+def will_not_learn_text(stage: str, findings: list[Lint]) -> str:
+    """The question `run` asks before such a run, one finding (and its fix) a line."""
+    lines = [f"This {stage} run will very likely learn nothing:"]
+    for finding in findings:
+        lines.append(f"  {finding.field}: {finding.message}")
+        lines.append(f"    Fix: {finding.fix}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:  # pragma: no cover - manual use

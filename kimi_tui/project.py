@@ -146,6 +146,52 @@ TINY_SCHEDULE = {
 }
 
 
+def engine_train_defaults(engine: str, model: str, n_samples: int | None) -> dict[str, Any]:
+    """The [train] settings a new project of this engine starts with, as {"train.key": value}.
+
+    Why per engine: no one schedule learns on every engine. The config's own defaults are the seed
+    report's small-data table for a full fine-tune of Kimi-Audio (lr 3e-6, 10 epochs, batch 1 x
+    accumulation 4); on the tiny model built from scratch that moved the training loss from 13.47
+    to 13.42 and left the CER at 879 %, while the lint said the learning rate "looks far too low".
+
+    * tiny whisper: the sample's measured schedule (TINY_SCHEDULE), with batch_size = min(9, n):
+      nine clips per step is what was measured (the whole sample in one batch, 200 optimizer steps
+      at lr 3e-3); fewer clips than that cannot fill a batch anyway, so the config says what
+      happens, and more clips keep the measured batch (and its learning rate) rather than a larger
+      one nobody tried; the step count then grows with the data, which a model that starts from
+      nothing needs. ``n_samples`` None (not countable yet): the measured 9.
+    * pretrained whisper: the whisper-small-finetune preset (lr 1e-5, 3 epochs, batch 8).
+    * kimi-audio: the [train] part of the kimi-audio-lora-1gpu preset, for the default LoRA method
+      (lr 1e-4): the seed's 3e-6 was for full fine-tuning, at which LoRA adapters barely move.
+    """
+    from kimi_tui.presets import PRESETS  # presets imports this module
+
+    if engine == "kimi-audio":
+        preset = PRESETS["kimi-audio-lora-1gpu"][1]
+    elif model == "tiny":
+        settings = {f"train.{key}": value for key, value in TINY_SCHEDULE.items()}
+        if n_samples is not None and n_samples >= 1:
+            settings["train.batch_size"] = min(TINY_SCHEDULE["batch_size"], n_samples)
+        return {**settings, "train.save_steps": "auto", "train.eval_ratio": 0.0}
+    else:
+        preset = PRESETS["whisper-small-finetune"][1]
+    return {key: value for key, value in preset.items() if key.startswith("train.")}
+
+
+def apply_engine_defaults(project: Project) -> ProjectConfig:
+    """``project``'s config with its engine's [train] defaults for its training data (counted as
+    the lint counts it: the CSV or JSONL before prepare)."""
+    from kimi_tui.config import set_field
+    from kimi_tui.lint import count_training_samples  # lint imports this module for types only
+
+    n, _ = count_training_samples(project)
+    config = project.config
+    engine = config.engine
+    for dotted, value in engine_train_defaults(engine.name, engine.model, n).items():
+        config = set_field(config, dotted, value, source=f"the {engine.name} engine's defaults")
+    return config
+
+
 #: The folders the stages write (see the module docstring); a file of one of these names
 #: in a new project would fail the first stage that writes there.
 OUTPUT_FOLDERS = ("data", "features", "models", "training", "exports", "evaluations", "runs")
@@ -255,6 +301,7 @@ def init_project(
             if not want_dir and not path.is_file():
                 raise KimiTuiError(f"{option} {value}: no such file")
             setattr(cfg.data, option[2:].replace("-", "_"), str(path))
+        cfg = apply_engine_defaults(Project(root=root, config=cfg))
         created = _make_root(root)
         try:
             atomic_write_text(config_path, render_default_config(cfg))

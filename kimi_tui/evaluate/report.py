@@ -321,6 +321,7 @@ def _notes(report: dict) -> list[str]:
                                                                                            "complete") == "complete":
                 notes.append(f"{model} on {split}: {m['n_missing_hyp']} utterances have no hypothesis; "
                              "they are scored as all deletions.")
+    notes += _no_better_than_base(report)
     for c in report["comparisons"]:
         if c["ci_low"] is None:
             continue
@@ -332,6 +333,31 @@ def _notes(report: dict) -> list[str]:
             f"{c['split']}: {c['a']} -> {c['b']}: CER {pct(c['cer_a'])} -> {pct(c['cer_b'])}, "
             f"difference {signed_pct(c['delta'])} points (95% CI {signed_pct(c['ci_low'])} to {signed_pct(c['ci_high'])}, "
             f"P(B better) {c['p_b_better']:.2f}, {c['n_utts']} utterances{over}): {verdict}."
+        )
+    return notes
+
+
+def _no_better_than_base(report: dict) -> list[str]:
+    """Per split, when no trained model (checkpoint or export) scores a lower CER than base: the
+    run "succeeded" and learned nothing (the seed's lr 3e-6 on the tiny model left 879 % where it
+    was), which the table alone leaves the reader to notice. Partial models are not counted."""
+    models, states = report["models"], report.get("model_states") or {}
+    if "base" not in models:
+        return []
+    notes = []
+    for split, m in models["base"].items():
+        base = m.get("cer")
+        trained = {name: per[split]["cer"] for name, per in models.items()
+                   if name != "base" and split in per and per[split].get("cer") is not None
+                   and states.get(name, {}).get("state", "complete") == "complete"}
+        if base is None or not trained or any(cer < base for cer in trained.values()):
+            continue
+        best = min(trained, key=trained.__getitem__)
+        notes.append(
+            f"{split}: no checkpoint is better than base (CER {pct(base)}; the best trained model, {best}, "
+            f"{pct(trained[best])}): training did not learn. Check train.learning_rate and train.epochs (the "
+            "Config panel's lint, or `python -m kimi_tui.lint`, says what this model learns at) and the train "
+            "stage's last lines, which say whether the loss fell."
         )
     return notes
 

@@ -531,9 +531,18 @@ class RunPanel(Panel):
         self.app.push_screen(ConfirmModal(question, yes="Start all"),
                              lambda yes: self.start_stage("all") if yes else None)
 
-    def start_stage(self, stage: str) -> None:
+    def start_stage(self, stage: str, *, learning_checked: bool = False) -> None:
         if self._starting:
             self.notify(f"Still starting {self._starting}", severity="warning")
+            return
+        from kimi_tui.lint import will_not_learn, will_not_learn_text
+
+        # A config the lint says will not learn would still end "succeeded": ask first (the schedule
+        # checks only, on the cached data size: quick enough for the UI thread).
+        if not learning_checked and (findings := will_not_learn(self.project, stage)):
+            self.app.push_screen(
+                ConfirmModal(will_not_learn_text(stage, findings) + "\n\nStart it anyway?", yes="Start anyway"),
+                lambda yes: self.start_stage(stage, learning_checked=True) if yes else None)
             return
         self._starting = stage
         self.set_status(self.status_text())

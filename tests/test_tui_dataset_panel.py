@@ -282,3 +282,26 @@ async def test_a_large_data_set_scrolls_and_jumps_to_far_rows(tmp_path: Path) ->
         await pilot.pause()
         assert panel.selected_row.id == "utt_19999" and "utt_19999" in shown_ids(panel)
         assert "all rows" in text_of(panel.query_one("#dataset-filter", Static))
+
+
+async def test_counts_of_one_read_as_one_row_and_one_clip(tmp_path: Path) -> None:
+    app = KimiTuiApp(sample_project(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = await loaded(pilot, app)
+        await pilot.press("slash")
+        await pilot.press(*"train_007")
+        await pilot.press("enter")
+        deadline = time.monotonic() + 30
+        while "1 row shown" not in text_of(panel.query_one("#dataset-summary", Static)):
+            assert time.monotonic() < deadline, text_of(panel.query_one("#dataset-summary", Static))
+            await pilot.pause(0.05)
+        summary = text_of(panel.query_one("#dataset-summary", Static))
+        assert "1 clip ·" in summary and "1 clips" not in summary and "1 rows" not in summary
+
+
+def test_plural_says_one_row_and_two_clips() -> None:
+    from kimi_tui.words import plural
+
+    assert [plural(1, "row"), plural(2, "clip"), plural(0, "error"), plural(12000, "row")] == \
+        ["1 row", "2 clips", "0 errors", "12,000 rows"]
+    assert plural(1, "process", "processes") == "1 process" and plural(3, "process", "processes") == "3 processes"

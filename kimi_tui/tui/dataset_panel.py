@@ -44,6 +44,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.tui.panel import PaletteCommand, Panel
 from kimi_tui.tui.widgets.utterance_table import Cell, Column, UtteranceTable, column_width
+from kimi_tui.words import plural
 
 if TYPE_CHECKING:  # kimi_tui.data pulls in numpy + soundfile: imported in the worker, not at start-up
     from kimi_tui.data import Finding, Manifest
@@ -287,10 +288,6 @@ def _unless_cancelled(worker: Worker, fn: Callable[[], T]) -> T | None:
     if "error" in box:
         raise box["error"]
     return box["value"]
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _hms(seconds: float) -> str:
@@ -642,9 +639,9 @@ class DatasetPanel(Panel):
                 parts.append(f"{split} {data.n_utterances:,}")
         errors = sum(d.count("error") for d in self._data.values())
         warnings = sum(d.count("warning") for d in self._data.values())
-        parts.append(_plural(errors, "error"))
+        parts.append(plural(errors, "error"))
         if warnings:
-            parts.append(_plural(warnings, "warning"))
+            parts.append(plural(warnings, "warning"))
         if self._loading:
             parts.append("loading…")
         self.set_status(" · ".join(parts))
@@ -670,7 +667,7 @@ class DatasetPanel(Panel):
         data = self._data.get(self._split)
         total = len(data.rows) if data is not None else 0
         shown = len(self._view)
-        count = f"{total:,} row{'' if total == 1 else 's'}" if shown == total else f"{shown:,}/{total:,}"
+        count = plural(total, "row") if shown == total else f"{shown:,}/{total:,}"
         self.query_one("#dataset-count", Static).update(Text(count))
 
     def _update_message(self) -> None:
@@ -699,7 +696,7 @@ class DatasetPanel(Panel):
         n = len(self._all_findings)
         count = f" {n:,}" if n else ""
         if errors:
-            count = f" {n:,}, {_plural(errors, 'error')}"
+            count = f" {n:,}, {plural(errors, 'error')}"
         labels = {"stats": "s Stats", "findings": f"e Findings{count}", "details": "d Details"}
         title = Text()
         for i, pane in enumerate(PANES):
@@ -743,16 +740,16 @@ class DatasetPanel(Panel):
         whole = self._view is data.rows
         stats = data.stats if whole else compute_stats(self._view)
         text = Text(no_wrap=True, overflow="ellipsis")
-        scope = "all rows" if whole else f"{len(self._view):,} rows shown"
+        scope = "all rows" if whole else f"{plural(len(self._view), 'row')} shown"
         text.append(f"{SPLIT_NAMES[self._split]}, {scope}\n", style="bold")
-        text.append(f"{stats.clips:,} clips", style="bold")
+        text.append(plural(stats.clips, "clip"), style="bold")
         text.append(f" · {stats.total_s / 3600:.2f} h ({_hms(stats.total_s)})\n")
         text.append(f"mean {stats.mean_s:.2f} s · max {stats.max_s:.2f} s\n")
         text.append(f"min {stats.min_s:.2f} s · {stats.chars_per_s:.1f} chars/s\n")
         if stats.excluded:
-            text.append(f"{_plural(stats.excluded, 'row')} left out\n", style="bold red")
+            text.append(f"{plural(stats.excluded, 'row')} left out\n", style="bold red")
         counts = [(data.count(level), level) for level in LEVELS]
-        text.append(" · ".join(_plural(n, level) for n, level in counts), style="red" if counts[0][0] else "dim")
+        text.append(" · ".join(plural(n, level) for n, level in counts), style="red" if counts[0][0] else "dim")
         summary.update(text)
         hist.show(stats.bins)
 

@@ -396,9 +396,105 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+#: doctor's options that only the kimi-audio engine's check reads (the official code's environment and recipe).
+_KIMI_AUDIO_ONLY = {"checkout": "--checkout", "python": "--python", "base_model": "--base-model", "method": "--method",
+                    "zero_stage": "--zero-stage", "offload_optimizer": "--offload-optimizer",
+                    "offload_param": "--offload-param", "tokens": "--tokens"}
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
-    """Preflight for the official Kimi-Audio fine-tuning: findings with fixes; exit 1 on any error."""
-    from kimi_tui.engines.kimi_audio_preflight import preflight
+    """Preflight of the engine that will train: the project's (``--engine`` picks another), and without
+    a project the official Kimi-Audio fine-tuning. Each finding is printed, flushed, as soon as it is
+    known (the environment probe takes seconds to a minute); ``--json`` prints one list at the end.
+    Exit 1 on any error."""
+    project = None
+    if args.project:
+        from kimi_tui.project import Project
+
+        project = Project.load(_project_root(args.project))
+    engine = args.engine or (project.config.engine.name if project is not None else "kimi-audio")
+    text = not args.json
+
+    def progress(line: str) -> None:
+        if text:
+            print(f"  ... {line}", flush=True)
+
+    if text:
+        print(_doctor_header(engine, project, args.engine), flush=True)
+    source = (_doctor_whisper(args, project, progress) if engine == "whisper"
+              else _doctor_kimi_audio(args, project, progress))
+    findings = []
+    for f in source:
+        findings.append(f)
+        if text:
+            print(f"{f.level:7} {f.field}: {f.message}" + (f"\n        fix: {f.fix}" if f.fix else ""), flush=True)
+    errors = [f for f in findings if f.level == "error"]
+    if args.json:
+        order = {"error": 0, "warning": 1, "note": 2}
+        json.dump([dict(level=f.level, field=f.field, message=f.message, fix=f.fix)
+                   for f in sorted(findings, key=lambda f: order[f.level])],
+                  sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        counts = {level: sum(f.level == level for f in findings) for level in ("error", "warning", "note")}
+        print(", ".join(f"{n} {level}{'' if n == 1 else 's'}" for level, n in counts.items())
+              + (f" ({', '.join(dict.fromkeys(f.field for f in errors))})" if errors else ""))
+        if not errors:
+            print("no errors: the setup looks runnable.")
+    return 1 if errors else 0
+
+
+def _doctor_header(engine: str, project, picked: str | None) -> str:
+    """doctor's first line: which engine's needs are checked, and where that choice came from."""
+    if project is None:
+        if engine == "whisper":
+            return ("doctor: checking the whisper engine (kimi-tui's own environment and this machine; "
+                    "--project DIR checks a project's settings too)")
+        return ("doctor: checking the official Kimi-Audio fine-tuning (the kimi-audio engine; "
+                "--engine whisper or --project DIR checks another)")
+    what = "the whisper engine" if engine == "whisper" else "the kimi-audio engine (the official Kimi-Audio fine-tuning)"
+    e = project.config.engine
+    how = (f'engine.model = "{e.model}", engine.device = "{e.device}"' if engine == "whisper"
+           else f'engine.device = "{e.device}"')
+    chosen = f"; --engine {picked}, the project's is {e.name}" if picked and picked != e.name else ""
+    return f"doctor: checking {what} of {project.root} ({how}{chosen})"
+
+
+def _doctor_whisper(args: argparse.Namespace, project, progress):
+    """The whisper engine's findings: the project's settings with doctor's --epochs, --save-steps, ... applied."""
+    from kimi_tui.engines.whisper_preflight import iter_preflight
+    from kimi_tui.lint import Lint
+
+    ignored = [flag for key, flag in _KIMI_AUDIO_ONLY.items() if getattr(args, key, None) not in (None, False)]
+    if args.samples is not None and project is not None:
+        ignored.append("--samples (the project's data is counted)")
+    if project is not None:
+        from dataclasses import replace
+
+        from kimi_tui.config import set_field
+
+        config = project.config
+        for key, value in (("engine.name", "whisper"), ("train.epochs", args.epochs),
+                           ("train.batch_size", args.batch_size),
+                           ("train.gradient_accumulation_steps", args.grad_accum),
+                           ("train.save_steps", args.save_steps), ("train.save_total_limit", args.save_total_limit),
+                           ("train.num_gpus", args.gpus)):
+            if value is not None:
+                config = set_field(config, key, value, source="doctor")
+        project = replace(project, config=config)
+    elif any(getattr(args, k) is not None for k in ("samples", "epochs", "batch_size", "grad_accum", "save_steps",
+                                                        "save_total_limit", "gpus", "output")):
+        ignored.append("the schedule options (--samples, --epochs, ...: they need --project)")
+    if ignored:
+        yield Lint("note", "doctor", f"{', '.join(ignored)}: not used by the whisper engine's check (its stages run "
+                   f"in kimi-tui's interpreter, {sys.executable}).", "Leave them out, or pass --engine kimi-audio.")
+    yield from iter_preflight(project, output_dir=Path(args.output) if args.output else None,
+                              gpu_memory_gb=args.gpu_memory_gb, host_ram=args.host_ram_gb, progress=progress)
+
+
+def _doctor_kimi_audio(args: argparse.Namespace, project, progress):
+    """The official Kimi-Audio fine-tuning's findings, from the flags and the project's [kimi_audio] settings."""
+    from kimi_tui.engines.kimi_audio_preflight import iter_preflight
 
     values = {
         "n_samples": args.samples, "epochs": args.epochs, "batch_size": args.batch_size,
@@ -409,11 +505,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     }
     bf16 = True  # what the official recipe trains in; a project says its own
     whisper = None  # the base model's whisper-large-v3/ unless the project names one
-    if args.project:
+    if project is not None:
         from kimi_tui.lint import count_training_samples
-        from kimi_tui.project import Project
 
-        project = Project.load(_project_root(args.project))
         t, ds = project.config.train, project.config.deepspeed
         n, _where = count_training_samples(project)
         from_project = {
@@ -447,34 +541,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             save_steps = int(save_steps)
         except ValueError:
             raise KimiTuiError(f"--save-steps must be a whole number or 'auto', not {save_steps!r}") from None
-    findings = preflight(
+    return iter_preflight(
         checkout=Path(args.checkout) if args.checkout else None,
         python=args.python,
         base_model=Path(args.base_model) if args.base_model else None,
         n_samples=values["n_samples"], epochs=values["epochs"], batch_size=values["batch_size"],
         grad_accum=values["grad_accum"], save_steps=save_steps, num_gpus=values["num_gpus"],
         method=args.method, zero_stage=values["zero_stage"], offload_optimizer=values["offload_optimizer"],
-        offload_param=values["offload_param"], max_audio_tokens=args.tokens,
+        offload_param=values["offload_param"], max_audio_tokens=args.tokens or 500,
         output_dir=Path(values["output_dir"]) if values["output_dir"] else None,
         save_total_limit=values["save_total_limit"], bf16=bf16, gpu_memory_gb=args.gpu_memory_gb,
-        host_ram=args.host_ram_gb, whisper=whisper,
+        host_ram=args.host_ram_gb, whisper=whisper, progress=progress,
+        device=project.config.engine.device if project is not None else "auto",
     )
-    if args.json:
-        json.dump([dict(level=f.level, field=f.field, message=f.message, fix=f.fix) for f in findings],
-                  sys.stdout, ensure_ascii=False, indent=2)
-        print()
-    else:
-        for level, title in (("error", "errors"), ("warning", "warnings"), ("note", "notes")):
-            group = [f for f in findings if f.level == level]
-            if not group:
-                continue
-            print(f"{title} ({len(group)}):")
-            for f in group:
-                print(f"  {f.field}: {f.message}")
-                print(f"    fix: {f.fix}")
-        if not any(f.level == "error" for f in findings):
-            print("no errors: the setup looks runnable.")
-    return 1 if any(f.level == "error" for f in findings) else 0
 
 
 def cmd_open(args: argparse.Namespace) -> int:
@@ -599,7 +678,10 @@ def build_parser() -> argparse.ArgumentParser:
     _scoring_options(p)
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("doctor", help="preflight for the official Kimi-Audio fine-tuning: environment, checkout, steps, GPUs, memory, disk")
+    p = sub.add_parser("doctor", help="preflight of the project's engine (without --project: the official Kimi-Audio "
+                       "fine-tuning): environment, model, steps, GPUs, memory, disk")
+    p.add_argument("--engine", choices=("whisper", "kimi-audio"),
+                   help="the engine to check (default: the project's; without --project, kimi-audio)")
     p.add_argument("--checkout", metavar="DIR", help="a clone of MoonshotAI/Kimi-Audio")
     p.add_argument("--python", metavar="PATH", help="the interpreter that will run it (default: this one)")
     p.add_argument("--base-model", metavar="DIR", help="local copy of moonshotai/Kimi-Audio-7B (tokenizer source)")
@@ -615,7 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zero-stage", type=int, choices=(2, 3), help="DeepSpeed ZeRO stage (default 3)")
     p.add_argument("--offload-optimizer", action="store_true", help="DeepSpeed: optimizer state in host RAM")
     p.add_argument("--offload-param", action="store_true", help="DeepSpeed (ZeRO-3): parameters in host RAM")
-    p.add_argument("--tokens", type=positive_int, default=500, metavar="N", help="longest sequence in tokens (default 500)")
+    p.add_argument("--tokens", type=positive_int, metavar="N", help="kimi-audio: longest sequence in tokens (default 500)")
     p.add_argument("--output", metavar="DIR", help="where checkpoints go (disk space is checked)")
     p.add_argument("--gpu-memory-gb", type=positive_float, help="GPU size to check against instead of this machine's")
     p.add_argument("--host-ram-gb", type=positive_float, help="host RAM to check against instead of this machine's")

@@ -237,8 +237,10 @@ def test_cli_exit_codes_and_json(tmp_path):
     assert ("error", "deepspeed.stage") not in fields  # ZeRO-3 on 8 x 80 GB fits (~35 GB per GPU)
 
     text = doctor(*common, "--save-steps", "1000")
-    assert text.returncode == 1 and text.stdout.startswith("errors (") and "fix:" in text.stdout
-    assert "deepspeed.stage" in text.stdout.split("warnings (")[0]  # ZeRO-3 on one 80 GB GPU: out of memory
+    assert text.returncode == 1 and text.stdout.startswith("doctor: checking the official Kimi-Audio fine-tuning")
+    assert "error   train.save_steps: " in text.stdout and "fix:" in text.stdout
+    assert "error   deepspeed.stage: " in text.stdout  # ZeRO-3 on one 80 GB GPU: out of memory
+    assert text.stdout.splitlines()[-1].startswith("2 errors")
 
     bad = doctor(*common, "--save-steps", "often")
     assert bad.returncode == 2 and "--save-steps" in bad.stderr and "Traceback" not in bad.stderr
@@ -249,8 +251,9 @@ def test_cli_reads_the_project(tmp_path):
     init = subprocess.run([sys.executable, "-m", "kimi_tui", "init", str(project), "--sample"],
                           capture_output=True, text=True, timeout=120)
     assert init.returncode == 0, init.stderr
-    out = doctor("--project", str(project), "--python", fake_python(tmp_path), "--gpu-memory-gb", "80",
-                 "--host-ram-gb", "128", "--method", "lora", "--json")
+    # The sample is a whisper project: --engine kimi-audio asks how the official code would take it.
+    out = doctor("--project", str(project), "--engine", "kimi-audio", "--python", fake_python(tmp_path),
+                 "--gpu-memory-gb", "80", "--host-ram-gb", "128", "--method", "lora", "--json")
     assert out.returncode in (0, 1), out.stderr
     assert isinstance(json.loads(out.stdout), list)
 
@@ -346,3 +349,30 @@ def test_zero3_on_cpu_ranks_with_deepspeed_0_16_9_is_refused_naming_the_race_and
     forced = [f for f in by(preflight(python=on_gpus, device="cpu", **args), "error", "deepspeed.stage")
               if "gloo" in f.message]
     assert forced  # engine.device = "cpu" on a GPU machine trains over gloo too
+
+
+def test_cli_prints_the_settings_findings_while_the_interpreter_is_still_probed(tmp_path):
+    """The fake interpreter answers only once this test has read doctor's first findings."""
+    release = tmp_path / "release"
+    python = fake_python(tmp_path, body=f"while [ ! -e '{release}' ]; do sleep 0.02; done\n"
+                                       f"echo '{json.dumps(HEALTHY)}'\n")
+    proc = subprocess.Popen([sys.executable, "-m", "kimi_tui", "doctor", "--python", python, "--samples", "9",
+                             "--epochs", "10", "--grad-accum", "4", "--save-steps", "1000", "--gpu-memory-gb", "80",
+                             "--host-ram-gb", "128", "--method", "lora"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        before = []
+        while not (before and before[-1].startswith("  ... importing transformers")):
+            line = proc.stdout.readline()
+            assert line, "doctor ended before its probe: " + "".join(before) + proc.stderr.read()
+            before.append(line)
+        assert proc.poll() is None and before[0].startswith("doctor: checking the official Kimi-Audio fine-tuning")
+        assert any(x.startswith("error   train.save_steps: ") for x in before), before
+        release.touch()
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, "".join(before) + rest + err
+    assert "deepspeed.stage" in rest and "kimi_audio.transformers" not in rest  # 4.46.3: in range

@@ -7,6 +7,8 @@ out of memory; CPU offload then fitted but crawled. :func:`preflight` looks at t
 checkout, the Python environment that will run it (probed in one subprocess: this
 module imports no torch or transformers), the data size, the GPUs, the host RAM
 and the disk, and returns :class:`kimi_tui.lint.Lint` findings, each with its fix.
+:func:`iter_preflight` yields them as they are known: the probe can take a minute on a
+busy machine, and a doctor that stays silent that long looks hung.
 
 The facts it checks against are those of /work/shared/KIMI_AUDIO.md (the official
 code's interfaces, read from its documented behaviour).
@@ -21,13 +23,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kimi_tui import memory
 from kimi_tui.engines import compute_schedule
 from kimi_tui.lint import MIN_SAMPLES_PER_GPU, Lint, zero3_cpu_gather_finding
 
-__all__ = ["preflight", "probe_interpreter", "PROBE_CODE", "TOKENIZER_FILES", "host_ram_gb", "BF16_WHY", "BF16_FIX",
+__all__ = ["preflight", "iter_preflight", "probe_interpreter", "PROBE_CODE", "TOKENIZER_FILES", "host_ram_gb", "BF16_WHY", "BF16_FIX",
            "bf16_finding"]
 
 _ORDER = {"error": 0, "warning": 1, "note": 2}
@@ -103,17 +106,17 @@ def _version_tuple(text: str | None) -> tuple[int, ...] | None:
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
-def probe_interpreter(python: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> dict:
+def probe_interpreter(python: str | None = None, timeout: float = PROBE_TIMEOUT_S, code: str = PROBE_CODE) -> dict:
     """What the interpreter that will run the official code has installed, in ONE subprocess.
 
-    Runs ``PYTHON -c PROBE_CODE`` and parses the last stdout line that is a JSON
-    object. Never raises: a missing interpreter, a timeout or unreadable output
+    Runs ``PYTHON -c CODE`` (PROBE_CODE; the whisper preflight passes its own) and parses the
+    last stdout line that is a JSON object. Never raises: a missing interpreter, a timeout or unreadable output
     comes back as ``{"error": "..."}``.
     """
     exe = python or sys.executable
     try:
         proc = subprocess.run(
-            [exe, "-c", PROBE_CODE], capture_output=True, text=True, timeout=timeout,
+            [exe, "-c", code], capture_output=True, text=True, timeout=timeout,
             env={**os.environ, "PYTHONWARNINGS": "ignore", "TRANSFORMERS_VERBOSITY": "error"},
         )
     except FileNotFoundError:
@@ -471,7 +474,12 @@ def _check_disk(method: str, sched, save_total_limit: int, output_dir: Path | No
         ))
 
 
-def preflight(
+def preflight(*args, **kwargs) -> list[Lint]:
+    """Every finding of :func:`iter_preflight` (same arguments), errors first."""
+    return sorted(iter_preflight(*args, **kwargs), key=lambda f: _ORDER[f.level])
+
+
+def iter_preflight(
     checkout: Path | None = None,
     python: str | None = None,
     base_model: Path | None = None,
@@ -498,8 +506,14 @@ def preflight(
     whisper: Path | None = None,
     batching: str = "official",
     device: str = "auto",
-) -> list[Lint]:
-    """Every finding for running the official Kimi-Audio fine-tuning with these settings, errors first.
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[Lint]:
+    """The findings for running the official Kimi-Audio fine-tuning with these settings, as they are known.
+
+    The checks that read only the settings and the files come first; then the interpreter is
+    probed (seconds to a minute: it imports torch and transformers), then the machine. Each
+    phase's findings are yielded, errors first, as soon as the phase ends, so a caller can show
+    them while the slow probe runs; ``progress`` is told (one line) before each slow step.
 
     ``batching`` is "official" (the official loop: micro-batch 1) or "kimi-tui" (the engine's padded batches).
     Defaults are the official ``finetune_ds.sh``'s hard-coded values (5 epochs,
@@ -512,22 +526,43 @@ def preflight(
     "cpu", or an interpreter without CUDA, trains over gloo processes.
     """
     out: list[Lint] = []
+    shown = 0
+
+    def new() -> list[Lint]:
+        nonlocal shown
+        fresh, shown = out[shown:], len(out)
+        return sorted(fresh, key=lambda f: _ORDER[f.level])
+
     exe = python or sys.executable
     checkout = Path(checkout).expanduser() if checkout else None
     base_model = Path(base_model).expanduser() if base_model else None
+    # 1. The settings and the files: instant.
+    _check_checkout(checkout, base_model, out)
+    if (finding := bf16_finding(bf16)) is not None:
+        out.append(finding)
+    sched = _check_schedule(n_samples, epochs, batch_size, grad_accum, save_steps, num_gpus, save_total_limit, out,
+                            batching)
+    arch, sizing = memory.architecture_of(base_model, Path(whisper).expanduser() if whisper else None)
+    out.extend(Lint("note", "kimi_audio.base_model", note,
+                    "Point [kimi_audio] base_model (doctor: --base-model) at the model folder holding config.json: "
+                    "the estimates are sized from it.") for note in sizing)
+    _check_disk(method, sched, save_total_limit, Path(output_dir).expanduser() if output_dir else None, out, arch)
+    yield from new()
+    # 2. The interpreter that will run the official code: one subprocess importing torch and transformers.
     if probe is None:
+        if progress is not None:
+            progress(f"importing transformers, torch, flash_attn, deepspeed and peft in {exe} ...")
         probe = probe_interpreter(exe)
     _check_interpreter(probe, exe, checkout, method, out)
     if zero_stage == 3 and (device == "cpu" or probe.get("cuda") is False):
         finding = zero3_cpu_gather_finding(probe.get("deepspeed"), num_gpus, exe)
         if finding is not None:
             out.append(finding)
-    _check_checkout(checkout, base_model, out)
-    if (finding := bf16_finding(bf16)) is not None:
-        out.append(finding)
-    sched = _check_schedule(n_samples, epochs, batch_size, grad_accum, save_steps, num_gpus, save_total_limit, out,
-                            batching)
+    yield from new()
+    # 3. The machine: its GPUs (NVML, else what the probe saw) and host RAM, against the memory estimate.
     if gpu_memory_gb is None and read_machine:
+        if progress is not None:
+            progress("reading the GPUs (NVML) ...")
         gpu_memory_gb, found = _gpu_memory_from_nvml()
         if gpus_here is None:
             gpus_here = found
@@ -537,17 +572,12 @@ def preflight(
         gpus_here = gpus_here or len(devices)
     if host_ram is None and read_machine:
         host_ram = host_ram_gb()
-    arch, sizing = memory.architecture_of(base_model, Path(whisper).expanduser() if whisper else None)
-    out.extend(Lint("note", "kimi_audio.base_model", note,
-                    "Point [kimi_audio] base_model (doctor: --base-model) at the model folder holding config.json: "
-                    "the estimates are sized from it.") for note in sizing)
     _check_memory(method, zero_stage, offload_optimizer, offload_param, num_gpus, max_audio_tokens,
                   gpu_memory_gb, gpus_here, host_ram, out, arch, batch_size, batching == "kimi-tui")
     if num_gpus > 1 and gpu_memory_gb is not None and any(f.field == "train.num_gpus" for f in out):
         _check_single_gpu_fallback(method, zero_stage, offload_optimizer, offload_param, max_audio_tokens,
                                    gpu_memory_gb, host_ram, out, arch)
-    _check_disk(method, sched, save_total_limit, Path(output_dir).expanduser() if output_dir else None, out, arch)
-    return sorted(out, key=lambda f: _ORDER[f.level])
+    yield from new()
 
 
 def _check_single_gpu_fallback(method: str, zero_stage: int, offload_optimizer: bool, offload_param: bool,

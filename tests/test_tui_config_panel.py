@@ -293,3 +293,22 @@ async def test_a_kimi_audio_project_shows_its_fields_the_preflight_and_the_comma
         assert panel.query_one("#cfg-kimi_audio-method").value == "lora"
         assert "train.save_steps" in shown  # 1000 on a 27-step run: the seed's second failure, before any run
         assert not app.screen.query(ErrorModal)
+
+
+async def test_the_palette_goes_to_a_config_field_by_name(project: Project) -> None:
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: bool(pilot.app.screen.query("TabbedContent")))
+        panel = await wait_for_panel(pilot, ConfigPanel)
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: pilot.app.screen.query("CommandInput"))
+        await pilot.press(*"go to field train.warmup_ratio")
+        await wait_for(pilot, lambda: "Config: go to field train.warmup_ratio" in "".join(
+            str(o.prompt) for o in pilot.app.screen.query_one("CommandList").options))
+        await pilot.press("enter")
+        field = panel.query_one("#cfg-train-warmup_ratio", Input)
+        await wait_for(pilot, lambda: app.focused is field)
+        assert app.screen.query_one("TabbedContent").active == "tab-config"
+        form = panel.query_one("#config-form")
+        await wait_for(pilot, lambda: field.region.height and form.region.contains_region(field.region))
+        assert form.scroll_offset.y > 0  # [train] is far below the top: the form scrolled to it

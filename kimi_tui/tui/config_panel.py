@@ -54,6 +54,7 @@ from kimi_tui.tui import messages
 from kimi_tui.tui.confirm_modal import ConfirmModal
 from kimi_tui.tui.error_modal import ErrorModal
 from kimi_tui.tui.panel import Panel, PaletteCommand
+from kimi_tui.words import plural
 
 PREVIEW_DELAY_S = 0.25  # debounce: lint + plan once typing pauses
 Kind = Literal["input", "switch", "select"]
@@ -152,10 +153,6 @@ def compact_script(script: str, argv: list[str]) -> str:
     return "\n".join(head + ["exec " + body]) + "\n"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
 
 class PresetModal(ModalScreen[str | None]):
     """Pick a preset; the list shows what each would change in the current form."""
@@ -214,6 +211,7 @@ class ConfigPanel(Panel):
 
     def __init__(self, project: Project, **kwargs) -> None:
         super().__init__(project, **kwargs)
+        self._field_to_focus: Widget | None = None  # "Config: go to field": where showing the panel lands
         self.saved: ProjectConfig = project.config  # what the file holds (as last loaded or saved)
         self.working: ProjectConfig = project.config  # the form's last valid values
         self.errors: dict[str, str] = {}  # table.key -> why the typed text is invalid
@@ -284,6 +282,11 @@ class ConfigPanel(Panel):
         self.schedule_preview(now=True)
 
     def focus_default(self) -> None:
+        field, self._field_to_focus = self._field_to_focus, None
+        if field is not None:
+            field.focus()
+            field.scroll_visible(top=True, animate=False)
+            return
         self.query_one("#config-form").focus()
 
     # ------------------------------------------------------------------ editing
@@ -399,11 +402,11 @@ class ConfigPanel(Panel):
         if self.modified:
             parts.append("modified")
         if self.errors:
-            parts.append(_plural(len(self.errors), "error"))
+            parts.append(plural(len(self.errors), "error"))
         lint_errors = sum(1 for f in self.findings if f.level == "error")
         lint_warnings = sum(1 for f in self.findings if f.level == "warning")
         if lint_errors or lint_warnings:
-            counts = [_plural(n, w) for n, w in ((lint_errors, "error"), (lint_warnings, "warning")) if n]
+            counts = [plural(n, w) for n, w in ((lint_errors, "error"), (lint_warnings, "warning")) if n]
             parts.append("preflight: " + ", ".join(counts))
         self.set_status(" · ".join(parts))
 
@@ -413,7 +416,7 @@ class ConfigPanel(Panel):
         stage_select = self.query_one("#config-stage", Select)
         if switcher.current == "config-findings":
             counts = {level: sum(1 for f in self.findings if f.level == level) for level in ("error", "warning", "note")}
-            summary = ", ".join(_plural(n, level) for level, n in counts.items() if n) or "no findings"
+            summary = ", ".join(plural(n, level) for level, n in counts.items() if n) or "no findings"
             title.update(f"Preflight: {summary}   (f: command preview)")
             stage_select.display = False
         else:
@@ -544,7 +547,7 @@ class ConfigPanel(Panel):
             return
         if self.errors:
             first, why = next(iter(self.errors.items()))
-            self.notify(f"{_plural(len(self.errors), 'field')} invalid: {first}: {why}. Fix it, or press u to "
+            self.notify(f"{plural(len(self.errors), 'field')} invalid: {first}: {why}. Fix it, or press u to "
                         "revert to the file", title="Not saved", severity="error")
             return
         changed = self.modified
@@ -573,7 +576,7 @@ class ConfigPanel(Panel):
             except ConfigError:
                 pass
         self._fill(current)
-        self.notify(f"Saved {_plural(len(changed), 'change')} to {self.project.config_path.name}", title="Config")
+        self.notify(f"Saved {plural(len(changed), 'change')} to {self.project.config_path.name}", title="Config")
         self.post_message(messages.ConfigSaved())
 
     def action_preset(self) -> None:
@@ -594,7 +597,7 @@ class ConfigPanel(Panel):
             self.errors.pop(dotted, None)
         self._fill(config)
         if changes:
-            self.notify(f"Preset {name}: {_plural(len(changes), 'setting')} changed in the form; Ctrl+S saves",
+            self.notify(f"Preset {name}: {plural(len(changes), 'setting')} changed in the form; Ctrl+S saves",
                         title="Config")
         else:
             self.notify(f"Preset {name} changes nothing here", title="Config")
@@ -610,7 +613,7 @@ class ConfigPanel(Panel):
                 self.notify("Reverted to kimi-tui.toml", title="Config")
 
         count = len(set(self.modified) | set(self.errors))
-        self.app.push_screen(ConfirmModal(f"Drop {_plural(count, 'unsaved change')} and go back to the file?",
+        self.app.push_screen(ConfirmModal(f"Drop {plural(count, 'unsaved change')} and go back to the file?",
                                           yes="Revert"), answer)
 
     def action_edit(self) -> None:
@@ -622,7 +625,7 @@ class ConfigPanel(Panel):
                     self.edit_in_editor()
 
             self.app.push_screen(ConfirmModal(
-                f"The form has {_plural(count, 'unsaved change')}. Drop them and open kimi-tui.toml in "
+                f"The form has {plural(count, 'unsaved change')}. Drop them and open kimi-tui.toml in "
                 "$EDITOR? (No keeps them: save with Ctrl+S first.)", yes="Drop and edit"), answer)
             return
         self.edit_in_editor()
@@ -691,4 +694,21 @@ class ConfigPanel(Panel):
             ("Config: edit in $EDITOR", "Open kimi-tui.toml in $EDITOR, then re-check it (e)", self.action_edit),
             ("Config: copy command", "Copy the previewed stage command to the clipboard (y)", self.action_copy),
             ("Config: revert unsaved changes", "Drop the form's unsaved edits (u)", self.action_revert),
+        ] + [  # one per field: the palette's fuzzy match finds "go to lr" as train.learning_rate
+            (f"Config: go to field {dotted}", DESCRIPTIONS[dotted] or f"Edit {dotted}",
+             lambda d=dotted: self.go_to_field(d))
+            for dotted in (f"{table}.{key}" for table, key, _ in FIELDS)
         ]
+
+    def go_to_field(self, dotted: str) -> None:
+        """Show the panel and put the cursor in DOTTED's field, scrolled into view."""
+        widget = self._widgets.get(dotted)
+        if widget is None:
+            self.notify(f"No field {dotted} in the form", severity="warning")
+            return
+        self._field_to_focus = widget  # focus_default takes it: showing the panel ends there
+        show = getattr(self.screen, "action_show", None)
+        if show is not None:
+            show(self.PANEL_ID)
+        else:
+            self.call_after_refresh(self.focus_default)

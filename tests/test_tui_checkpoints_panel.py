@@ -335,3 +335,50 @@ def test_evaluate_names_an_unreadable_checkpoint_chosen_in_eval(project: Project
         evaluated_models(project, None, None)
     assert str(caught.value) == ("kimi-tui.toml [eval] checkpoints: checkpoint-20 is unreadable: "
                                  "trainer_state.json: Permission denied (complete ones: checkpoint-10)")
+
+
+async def test_marks_are_kept_across_a_restart_but_not_onto_a_new_training_run(project: Project) -> None:
+    from kimi_tui.tui.ui_state import state_path
+
+    make_checkpoint(project.training_dir, 10)
+    make_checkpoint(project.training_dir, 20)
+    app = Harness(project)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: "checkpoint-20" in rows(panel))
+        await pilot.press("down", "space")  # checkpoint-20
+        await wait_for(pilot, lambda: state_path(project.root).exists()
+                       and "checkpoint-20" in state_path(project.root).read_text(encoding="utf-8"))
+    app = Harness(project)  # the TUI started again
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: rows(panel).get("checkpoint-20", [""])[0] == "✓")
+        assert rows(panel)["checkpoint-10"][0] == " " and panel.marked == {"checkpoint-20"}
+        assert "1 marked" in str(panel.border_title)
+    project.training_dir.rename(project.root / "training.20261201-120000")  # what a re-train does
+    make_checkpoint(project.training_dir, 10)
+    make_checkpoint(project.training_dir, 20)
+    app = Harness(project)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: "checkpoint-20" in rows(panel))  # the scan that restores the marks
+        assert panel._marks_restored and panel.marked == set() and rows(panel)["checkpoint-20"][0] == " "
+
+
+async def test_after_a_retrain_the_panel_says_where_the_previous_checkpoints_went(project: Project) -> None:
+    from test_tui_run_panel import screen_text
+
+    kept = project.root / "training.20261201-120000"
+    make_checkpoint(kept, 10)
+    make_checkpoint(kept, 20)
+    project.training_dir.mkdir()  # the new run has saved nothing yet
+    app = Harness(project)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = app.query_one(CheckpointsPanel)
+        await wait_for(pilot, lambda: "training.20261201-120000/" in screen_text(app))
+        text = screen_text(app)
+        assert "Earlier runs, moved aside: training.20261201-120000/ (2 checkpoints)" in text
+        assert "No checkpoints yet" in text
+        make_checkpoint(project.training_dir, 5)  # the new run saves: both stay in view
+        await wait_for(pilot, lambda: "checkpoint-5" in rows(panel))
+        assert "training.20261201-120000/ (2 checkpoints)" in screen_text(app)

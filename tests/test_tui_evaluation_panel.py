@@ -368,3 +368,26 @@ def _screen_lines(app) -> list[str]:
     console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text().splitlines()
+
+
+async def test_the_ab_pair_is_kept_across_a_restart(tmp_path: Path) -> None:
+    from kimi_tui.tui.ui_state import state_path
+
+    root = make_project(tmp_path)
+    app = Harness(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = await wait_for_panel(pilot, EvaluationPanel)
+        await settle(pilot, panel)
+        assert (panel.model_a, panel.model_b) == ("checkpoint-10", "checkpoint-20")  # the default
+        panel.focus_default()
+        await pilot.press("a")  # the next model as A, skipping B
+        await settle(pilot, panel)
+        assert (panel.model_a, panel.model_b) == ("export", "checkpoint-20")
+        assert json.loads(state_path(root).read_text(encoding="utf-8"))["evaluation"] == \
+            {"a": "export", "b": "checkpoint-20"}
+    app = Harness(root)  # the TUI started again
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = await wait_for_panel(pilot, EvaluationPanel)
+        await settle(pilot, panel)
+        assert (panel.model_a, panel.model_b) == ("export", "checkpoint-20")
+        assert "A export -> B checkpoint-20" in comparison(panel)

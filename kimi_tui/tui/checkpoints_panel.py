@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import threading
 import time
@@ -44,9 +45,10 @@ from textual.worker import get_current_worker
 from kimi_tui.checkpoints import CHECKPOINT_RE, list_checkpoints, model_folder_state
 from kimi_tui.config import load_config, save_config, set_field
 from kimi_tui.project import Project
-from kimi_tui.tui import messages
+from kimi_tui.tui import messages, ui_state
 from kimi_tui.tui.confirm_modal import ConfirmModal
 from kimi_tui.tui.panel import Panel, PaletteCommand
+from kimi_tui.words import plural
 
 POLL_S = 2.0  # the stat-signature check, whether or not the watcher reports anything
 META_FILE = "kimi_tui_model.json"  # written by the whisper worker into final/ and exports/final/
@@ -141,6 +143,36 @@ def scan(project: Project) -> list[Entry]:
     return entries
 
 
+KEPT_RE = re.compile(r"^(training|final)\.\d{8}-\d{6}(-\d+)?$")  # pipeline.keep_previous_outputs' names
+
+
+def previous_outputs(project: Project) -> list[tuple[str, int]]:
+    """Where a re-train or re-export moved the earlier results (training.<time>/, exports/final.<time>/),
+    newest first, with how many checkpoint-N folders each holds: they are kept, never deleted, and
+    the table shows only the current training/."""
+    found: list[tuple[str, str, int]] = []
+    for folder in (project.root, project.export_dir.parent):
+        try:
+            children = list(folder.iterdir())
+        except OSError:
+            continue
+        for child in children:
+            if not KEPT_RE.match(child.name) or not child.is_dir():
+                continue
+            try:
+                n = sum(1 for c in child.iterdir() if CHECKPOINT_RE.match(c.name))
+            except OSError:
+                n = 0
+            found.append((child.name.split(".", 1)[1], f"{child.relative_to(project.root)}/", n))
+    return [(name, n) for _, name, n in sorted(found, reverse=True)]
+
+
+def previous_text(previous: list[tuple[str, int]]) -> str:
+    shown = [name + (f" ({plural(n, 'checkpoint')})" if n else "") for name, n in previous[:2]]
+    more = f" and {len(previous) - 2} more" if len(previous) > 2 else ""
+    return "Earlier runs, moved aside: " + ", ".join(shown) + more
+
+
 def signature(project: Project) -> tuple:
     """A cheap fingerprint of what the table shows: names, mtimes and state files (stat only)."""
     parts: list[tuple] = []
@@ -163,6 +195,25 @@ def signature(project: Project) -> tuple:
             parts.append((str(child), tuple(stamp)))
     return tuple(parts)
 
+
+
+def training_id(project: Project) -> str | None:
+    """Which training/ this is: a re-train moves the old one aside (training.<time>/) and starts a
+    new folder, whose checkpoint-10 is not the one marked before."""
+    try:
+        st = project.training_dir.stat()
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def saved_marks(project: Project) -> set[str]:
+    """The marks of the last session, if they were made on this training/ (see ui_state)."""
+    state = ui_state.load(project.root, "checkpoints")
+    marked = state.get("marked")
+    if not isinstance(marked, list) or state.get("training") != training_id(project):
+        return set()
+    return {m for m in marked if isinstance(m, str)}
 
 
 class CheckpointsPanel(Panel):
@@ -190,12 +241,14 @@ class CheckpointsPanel(Panel):
         self.entries: list[Entry] = []
         self.marked: set[str] = set()
         self._loaded = False
+        self._marks_restored = False  # the marks of the last session, read with the first scan
         self._stop = threading.Event()
         self._signature: tuple | None = None
         self.watching = "starting"  # what the watcher does now (shown in the hint line): for debugging too
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="checkpoints-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="checkpoints-previous", markup=False)
         yield Static("", id="checkpoints-hint", markup=False)
 
     def on_mount(self) -> None:
@@ -229,8 +282,10 @@ class CheckpointsPanel(Panel):
     def _scan_worker(self, project: Project) -> None:
         sig = signature(project)
         entries = scan(project)
+        saved = None if self._marks_restored else saved_marks(project)
+        previous = previous_outputs(project)
         if not get_current_worker().is_cancelled:
-            self.deliver(self._show, entries, sig)
+            self.deliver(self._show, entries, sig, saved, previous)
 
     @work(exclusive=True, group="checkpoints-watch", name="watch checkpoints", exit_on_error=False)
     async def _watch(self) -> None:
@@ -266,11 +321,19 @@ class CheckpointsPanel(Panel):
             self._signature = sig
             self.refresh_checkpoints()
 
-    def _show(self, entries: list[Entry], sig: tuple) -> None:
+    def _show(self, entries: list[Entry], sig: tuple, saved: set[str] | None = None,
+              previous: list[tuple[str, int]] | None = None) -> None:
         before = {(e.key, e.state) for e in self.entries}
+        kept = self.query_one("#checkpoints-previous", Static)
+        kept.display = bool(previous)
+        if previous:
+            kept.update(previous_text(previous))
         self._signature = sig
         self.entries = entries
         keys = {e.key for e in entries}
+        if saved is not None and not self._marks_restored:
+            self._marks_restored = True
+            self.marked |= {e.key for e in entries if e.key in saved and e.complete}
         self.marked &= keys
         first, self._loaded = not self._loaded, True
         self._render_rows()
@@ -370,11 +433,17 @@ class CheckpointsPanel(Panel):
         table = self.query_one(DataTable)
         table.update_cell(entry.key, "mark", "✓" if entry.key in self.marked else " ")
         self._update_status()
+        self._save_marks(self.project, set(self.marked))
 
     def action_mark_all(self) -> None:
         wanted = {e.key for e in self.entries if e.complete and e.kind == "checkpoint"}
         self.marked = set() if wanted and wanted <= self.marked else wanted
         self._render_rows()
+        self._save_marks(self.project, set(self.marked))
+
+    @work(thread=True, exclusive=True, group="checkpoints-marks", name="save marks", exit_on_error=False)
+    def _save_marks(self, project: Project, marked: set[str]) -> None:
+        ui_state.save(project.root, "checkpoints", {"marked": sorted(marked), "training": training_id(project)})
 
     def picked(self) -> list[str]:
         """Marked names in table order (checkpoints by step, then export); the cursor row when none is marked."""
@@ -450,6 +519,7 @@ class CheckpointsPanel(Panel):
 
     def _deleted(self, name: str) -> None:
         self.marked.discard(name)
+        self._save_marks(self.project, set(self.marked))
         self.notify(f"Deleted {name}", title="Checkpoints")
         self.refresh_checkpoints()
 

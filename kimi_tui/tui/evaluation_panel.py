@@ -64,6 +64,7 @@ from kimi_tui.evaluate.state import EvaluationState
 from kimi_tui.fsutil import atomic_write_json, atomic_write_text
 from kimi_tui.project import Project
 from kimi_tui.tui.panel import PaletteCommand, Panel
+from kimi_tui.tui import ui_state
 from kimi_tui.tui.widgets.alignment_view import STYLE_LABEL, AlignedModel, AlignmentView, UtteranceAlignment
 
 NO_EVALUATION = "No evaluation yet: run the evaluate stage (Run panel, or `kimi-tui run evaluate`)"
@@ -279,6 +280,7 @@ class EvaluationPanel(Panel):
         self.split = "test"
         self.model_a: str | None = None
         self.model_b: str | None = None
+        self._pair_restored = False  # the A/B of the last session (ui_state), read with the first load
         self.sort_mode = 0
         self.comparison: PairedComparison | None = None
         self.selected_id: str | None = None
@@ -368,12 +370,18 @@ class EvaluationPanel(Panel):
     @work(thread=True, name="evaluation: load", exit_on_error=False, exclusive=True, group="evaluation-load")
     def _load(self, folder: Path, options: NormaliserOptions, generation: int) -> None:
         loaded = load_and_score(folder, options, self.project.runs_dir)
+        saved = None if self._pair_restored else ui_state.load(self.project.root, "evaluation")
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._on_loaded, generation, loaded)
+            self.app.call_from_thread(self._on_loaded, generation, loaded, saved)
 
-    def _on_loaded(self, generation: int, loaded: Loaded) -> None:
+    def _on_loaded(self, generation: int, loaded: Loaded, saved: dict | None = None) -> None:
         if generation != self._generation:
             return  # a newer load was asked for meanwhile
+        if saved is not None and not self._pair_restored:
+            self._pair_restored = True
+            a, b = saved.get("a"), saved.get("b")
+            if a in loaded.models and b in loaded.models and a != b:
+                self.model_a, self.model_b = a, b
         first = self.data is None
         same_folder = self.data is not None and self.data.folder == loaded.folder
         was = self.data.state.state if same_folder and self.data.state is not None else None
@@ -696,11 +704,22 @@ class EvaluationPanel(Panel):
         if self._need_data():
             self.model_a = self._next_model(self.model_a, self.model_b)
             self.refresh_view()
+            self._remember_pair()
 
     def action_cycle_b(self) -> None:
         if self._need_data():
             self.model_b = self._next_model(self.model_b, self.model_a)
             self.refresh_view()
+            self._remember_pair()
+
+    def _remember_pair(self) -> None:
+        """The pair the user chose outlives the session (a/b keys, marks from Checkpoints)."""
+        self._pair_restored = True  # chosen here: a late first load must not bring back the old one
+        self._save_pair(self.project.root, self.model_a, self.model_b)
+
+    @work(thread=True, name="evaluation: save A/B", exit_on_error=False, exclusive=True, group="evaluation-pair")
+    def _save_pair(self, root: Path, a: str | None, b: str | None) -> None:
+        ui_state.save(root, "evaluation", {"a": a, "b": b})
 
     def pick_models(self, names: list[str]) -> None:
         """Compare the models the Checkpoints panel marked (in its order: by step, then the export):
@@ -737,6 +756,7 @@ class EvaluationPanel(Panel):
             self.model_a, self.model_b = found[0], found[-1]
         self.notify(f"Comparing A {self.model_a} -> B {self.model_b}", title="Evaluation", timeout=3)
         self.refresh_view()
+        self._remember_pair()
 
     @staticmethod
     def _resolve_model(name: str, models: list[str]) -> str | None:

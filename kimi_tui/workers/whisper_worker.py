@@ -42,6 +42,7 @@ from typing import Any
 from kimi_tui.data.fingerprints import AudioChangedError, RecordedAudio
 from kimi_tui.events import EventWriter
 from kimi_tui.workers.deepspeed_setup import has_optimizer_state, prepare_deepspeed
+from kimi_tui.workers.cpu_threads import limit_cpu_threads
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
 from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env
 from kimi_tui.workers.training_guards import guard_final_model, training_guard
@@ -1209,6 +1210,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         one_gpu_unless_torchrun()
     try:
+        try:
+            threads = limit_cpu_threads()  # before torch is imported: its thread pools read the environment
+        except ValueError as exc:
+            raise WorkerError(str(exc)) from None
+        if threads is not None and args.command == "train":
+            say(f"cpu threads: {threads} (KIMI_TUI_CPU_THREADS sets another count, 0 torch's default)")
         if args.command == "train":
             for name in ("learning_rate", "epochs"):
                 if getattr(args, name) <= 0:

@@ -197,6 +197,7 @@ def _fmt_time(ts: float | None) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from kimi_tui.checkpoints import list_checkpoints
     from kimi_tui.evaluate.state import evaluation_states
+    from kimi_tui.progress import run_progress
     from kimi_tui.project import Project
     from kimi_tui.runs import list_runs
 
@@ -204,11 +205,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     runs = list_runs(project.runs_dir)
     checkpoints = list_checkpoints(project.training_dir)
     evaluations = evaluation_states(project.evaluations_dir, project.runs_dir)
+    # Step/total, the recent rate and the time left, for the stages still running.
+    progress = {r.run_id: run_progress(r.path) for r in runs if r.active}
     if args.json:
         json.dump(
             {
                 "project": str(project.root),
-                "runs": [r.to_dict() for r in runs],
+                "runs": [{**r.to_dict(), **({"progress": progress[r.run_id].to_dict()} if r.run_id in progress else {})}
+                         for r in runs],
                 "checkpoints": [c.to_dict() for c in checkpoints],
                 "evaluations": [e.to_dict() for e in evaluations],
             },
@@ -229,6 +233,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"  {r.run_id:40} {r.stage:9} {r.state:11} {code:8} {_fmt_time(r.created)} {took}")
         if r.note:  # a damaged status.json, a lost supervisor, processes left behind
             print(f"    {r.state}: {r.note}")
+        if r.run_id in progress and (line := progress[r.run_id].summary()):
+            print(f"    step {line}")
     if checkpoints:
         print("checkpoints:")
         for c in checkpoints:

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from time import monotonic
 from typing import Any, Iterator
 
 EVENTS_ENV = "KIMI_TUI_EVENTS"
@@ -63,6 +64,18 @@ class EventWriter:
     def progress(self, step: int, total: int, **fields: Any) -> None:
         self.emit("progress", step=step, total=total, **fields)
 
+    def step_progress(self, step: int, total: int, min_interval_s: float = 1.0, **fields: Any) -> bool:
+        """``progress`` for a loop that may step hundreds of times a second: at most one event
+        per MIN_INTERVAL_S, the last step always (events.jsonl stays small; watchers see every second).
+        True when written."""
+        now = monotonic()
+        last = getattr(self, "_last_step_progress", None)
+        if step < total and last is not None and now - last < min_interval_s:
+            return False
+        self._last_step_progress = now
+        self.progress(step, total, **fields)
+        return True
+
     def metric(self, step: int, **values: Any) -> None:
         self.emit("metric", step=step, **values)
 
@@ -91,3 +104,29 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                     yield record
     except FileNotFoundError:
         return
+
+
+def read_events_tail(path: str | os.PathLike[str], max_bytes: int = 16384) -> list[dict[str, Any]]:
+    """The complete events among the last MAX_BYTES of the file (the line cut by the start of
+    that window dropped): what a status needs of a long run's events without reading them all."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            start = max(0, size - max_bytes - 1)  # one byte more: is the window's first line whole?
+            fh.seek(start)
+            data = fh.read(size - start)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    if start > 0:
+        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+    events = []
+    for raw in data.splitlines(keepends=True):
+        if not raw.endswith(b"\n"):
+            break
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "type" in record:
+            events.append(record)
+    return events

@@ -370,3 +370,38 @@ async def test_starting_on_a_dataset_with_no_usable_sample_is_refused_with_a_dia
         assert not list(project.runs_dir.glob("*-extract"))
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is panel.screen, "the dialog to close")
+
+
+def eta_seconds_in(text: str) -> int:
+    h, m, s = (int(x) for x in text.split("ETA ")[1].split()[0].split(":"))
+    return h * 3600 + m * 60 + s
+
+
+async def test_eta_follows_the_recent_pace_not_the_average_since_the_start(project):
+    # 100 steps at 10 st/s, then the machine got busy: 40 steps at 1 st/s up to now; 160 steps left.
+    now = time.time()
+    events = [{"t": now - 50 + s / 10, "type": "progress", "step": s, "total": 300} for s in range(101)]
+    events += [{"t": now - 40 + i, "type": "progress", "step": 100 + i, "total": 300} for i in range(1, 41)]
+    fake_run(project, "train", "training\n", events)
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=(100, 24)) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "140/300" in str(panel.border_title) and "ETA" in str(panel.border_title),
+                         "the progress")
+        # The average since the start (2.8 st/s) would say about a minute.
+        assert 120 <= eta_seconds_in(str(panel.border_title)) <= 160
+        await wait_until(pilot, lambda: "1.0 st/s" in screen_text(app), "the recent rate")
+
+
+async def test_quitting_says_which_runs_keep_running(project):
+    run_dir = fake_run(project, "train", "training\n", [{"t": time.time(), "type": "progress", "step": 3, "total": 9}])
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_run_panel(pilot)
+        await wait_until(pilot, lambda: "train running" in str(panel.border_title), "the run")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, "the app to quit")
+    line = app.still_running()
+    assert line is not None and f"train {run_dir.name}" in line and "1 run keeps running" in line
+    assert f"kimi-tui status --project {project.root}" in line
+    assert RUN_PROCESSES[-1].poll() is None  # the run's process is untouched

@@ -239,6 +239,24 @@ class KimiTuiApp(App):
             self.push_screen(ErrorModal(f"{worker.name} failed", f"{type(error).__name__}: {error}", detail))
 
 
+    def still_running(self) -> str | None:
+        """Said after the app is gone: the runs it leaves going (detached, they never stop with it)."""
+        if self.project is None:
+            return None
+        from kimi_tui.progress import keep_running_line
+        from kimi_tui.runs import list_runs
+
+        try:
+            runs = list_runs(self.project.runs_dir)
+        except (OSError, KimiTuiError):
+            return None
+        return keep_running_line(runs, self.project.root)
+
+
 def run(root: Path | None = None) -> int:
-    KimiTuiApp(root).run()
+    app = KimiTuiApp(root)
+    app.run()
+    line = app.still_running()  # after exit: the terminal is the user's again, and the line stays
+    if line:
+        print(line)
     return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from textual.worker import Worker, WorkerState
 from kimi_tui import pipeline
 from kimi_tui.engines import STAGES
 from kimi_tui.errors import DataError, KimiTuiError
+from kimi_tui.progress import StepProgress
 from kimi_tui.project import Project
 from kimi_tui.runs import RunInfo, list_runs, stop_run
 from kimi_tui.tui import messages
@@ -47,7 +47,6 @@ from kimi_tui.tui.widgets.loss_plot import LossPlot
 from kimi_tui.tui.widgets.stage_list import RunList, StageList, run_time_label, state_mark
 
 POLL_S = 1.0
-RATE_WINDOW_S = 120.0  # steps/s is measured over the progress events of the last two minutes
 
 
 def run_label(run_id: str) -> str:
@@ -143,45 +142,21 @@ def read_new_events(path: Path, offset: int) -> EventsRead:
 
 
 @dataclass
-class RunProgress:
-    """The followed run's progress so far, from its events."""
+class RunProgress(StepProgress):
+    """The followed run's progress so far, from its events (rate and ETA: kimi_tui.progress)."""
 
     offset: int = 0
-    step: int | None = None
-    total: int | None = None
-    samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=500))
     loss: float | None = None
     last_error: str | None = None
 
     def merge(self, read: EventsRead) -> None:
         self.offset = read.end
         for t, step, total in read.progress:
-            self.step, self.total = step, total
-            if self.samples and step < self.samples[-1][1]:
-                self.samples.clear()  # a new count (the next phase): its own rate
-            self.samples.append((t, step))
+            self.add(t, step, total)
         if read.losses:
             self.loss = read.losses[-1][1]
         if read.last_error:
             self.last_error = read.last_error
-
-    def rate(self) -> float | None:
-        """Steps per second over the recent progress events."""
-        if len(self.samples) < 2:
-            return None
-        t_last, step_last = self.samples[-1]
-        first = next((s for s in self.samples if s[0] >= t_last - RATE_WINDOW_S), self.samples[0])
-        if first == self.samples[-1]:
-            first = self.samples[-2]
-        dt, dstep = t_last - first[0], step_last - first[1]
-        return dstep / dt if dt > 0 and dstep > 0 else None
-
-    def eta_s(self, now: float | None = None) -> float | None:
-        rate = self.rate()
-        if rate is None or self.step is None or not self.total:
-            return None
-        since_last = (now or time.time()) - self.samples[-1][0]
-        return max(0.0, (self.total - self.step) / rate - since_last)
 
 
 class ProgressLine(Widget):

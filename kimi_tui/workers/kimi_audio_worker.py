@@ -539,7 +539,11 @@ def make_callback(events: EventWriter, total: int, is_main: bool):
             values = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "epoch"}
             if "loss" in values or "eval_loss" in values:
                 events.metric(state.global_step, **values)
-            events.progress(state.global_step, state.max_steps, epoch=logs.get("epoch"))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            # Every optimizer step (at most one event a second), not only at the logging steps.
+            if is_main:
+                events.step_progress(state.global_step, state.max_steps, epoch=round(float(state.epoch or 0.0), 4))
 
         def on_save(self, args, state, control, **kwargs):
             if is_main:

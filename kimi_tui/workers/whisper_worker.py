@@ -633,6 +633,12 @@ def make_callback(events: EventWriter, support: dict[str, Any]):
                 events.progress(state.global_step, state.max_steps, epoch=state.epoch or 0.0)
                 say(f"training: {state.max_steps} optimizer steps, {args.num_train_epochs:g} epochs")
 
+        def on_step_end(self, args, state, control, **kwargs):
+            # Every optimizer step (at most one event a second), not only at the logging steps:
+            # a 40 s wait on "10/200" reads as a hang.
+            if state.is_world_process_zero:
+                events.step_progress(state.global_step, state.max_steps, epoch=round(float(state.epoch or 0.0), 4))
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
                 return
@@ -640,7 +646,6 @@ def make_callback(events: EventWriter, support: dict[str, Any]):
             if "loss" in logs:
                 values = {k: logs[k] for k in ("loss", "learning_rate", "grad_norm", "epoch") if k in logs}
                 values = {k: (float(v) if hasattr(v, "__float__") else v) for k, v in values.items()}
-                events.progress(step, total, epoch=values.get("epoch"))
                 events.metric(step, **values)
                 say(
                     f"step {step}/{total} loss {values.get('loss', float('nan')):.4f} "

@@ -112,12 +112,12 @@ async def test_lists_every_stage_and_says_idle(project):
     async with app.run_test(size=SIZE) as pilot:
         panel = await open_run_panel(pilot)
         await wait_until(pilot, lambda: "idle" in str(panel.border_title), "the idle status")
-        text = screen_text(app)
-        for stage in ("prepare", "extract", "convert", "train", "export", "evaluate", "all"):
-            assert stage in text
-        assert "never run" in text
+        stages = ("prepare", "extract", "convert", "train", "export", "evaluate", "all")
+        # The title changes before the next frame is drawn: wait for the screen itself.
+        await wait_until(pilot, lambda: "never run" in (t := screen_text(app)) and all(s in t for s in stages),
+                         "every stage on screen")
         assert str(panel.border_title) == "Run · idle"
-        assert app.focused is panel.query_one(StageList)
+        await wait_until(pilot, lambda: app.focused is panel.query_one(StageList), "the stage list focused")
 
 
 async def test_shows_no_nvidia_gpu_on_a_machine_without_a_driver(project):

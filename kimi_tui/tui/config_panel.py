@@ -286,8 +286,19 @@ class ConfigPanel(Panel):
         if field is not None:
             field.focus()
             field.scroll_visible(top=True, animate=False)
+            self.set_timer(0.05, lambda: self._land_on(field))
             return
         self.query_one("#config-form").focus()
+
+    def _land_on(self, field: Widget, tries: int = 40) -> None:
+        """Until ``field`` is in view: a panel just shown (a tab switch from the palette) has no
+        scroll range for a few frames, and a scroll asked for then is clamped to the top."""
+        form = self.query_one("#config-form")
+        if not tries or self.app.focused is not field or (
+                field.region.height and form.region.contains_region(field.region)):
+            return  # in view (or the user has moved on)
+        form.scroll_to_widget(field, top=True, animate=False)
+        self.set_timer(0.05, lambda: self._land_on(field, tries - 1))
 
     # ------------------------------------------------------------------ editing
 

@@ -128,7 +128,8 @@ def _loss_at(state: dict, step: int) -> float | None:
     return loss
 
 
-def _size(folder: Path) -> int:
+def folder_size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (links not followed); an unreadable part counts 0."""
     total = 0
     try:
         paths = list(folder.rglob("*"))
@@ -217,7 +218,7 @@ def list_checkpoints(training_dir: Path, include_incomplete: bool = True) -> lis
                 path=entry,
                 complete=complete,
                 loss=_loss_at(state, step) if state else None,
-                size_bytes=_size(entry),
+                size_bytes=folder_size(entry),
                 mtime=mtime,
                 state=state_name,
                 problem=problem,

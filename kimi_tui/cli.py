@@ -129,14 +129,7 @@ def _learning_confirmed(project, stage: str, yes: bool) -> bool:
     if not sys.stdin.isatty():
         raise KimiTuiError(f"{text}\nNothing was started: fix {project.config_path}, or pass --yes to start it anyway.")
     print(text, file=sys.stderr)
-    try:
-        answer = input(f"Start the {stage} run anyway? [y/N] ")
-    except EOFError:
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        print("not started", file=sys.stderr)
-        return False
-    return True
+    return _ask_yes(f"Start the {stage} run anyway? [y/N] ")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -179,9 +172,14 @@ def _confirm_run_all_again(project) -> bool:
     if not sys.stdin.isatty():
         raise KimiTuiError(f"{project.root} already has outputs of an earlier run ({what}); `run all` would "
                            f"start every stage again: pass --yes to do so without being asked")
+    return _ask_yes(f"{project.root} already has {what}.\nStart every stage again "
+                    f"(training/ and exports/final/ are kept aside)? [y/N] ")
+
+
+def _ask_yes(question: str) -> bool:
+    """A y/N question at the terminal; anything but yes (or end of input) starts nothing."""
     try:
-        answer = input(f"{project.root} already has {what}.\nStart every stage again "
-                       f"(training/ and exports/final/ are kept aside)? [y/N] ")
+        answer = input(question)
     except EOFError:
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):

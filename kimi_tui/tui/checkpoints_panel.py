@@ -42,7 +42,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 from textual.worker import get_current_worker
 
-from kimi_tui.checkpoints import CHECKPOINT_RE, list_checkpoints, model_folder_state
+from kimi_tui.checkpoints import CHECKPOINT_RE, folder_size, list_checkpoints, model_folder_state
 from kimi_tui.config import load_config, save_config, set_field
 from kimi_tui.project import Project
 from kimi_tui.tui import messages, ui_state
@@ -96,17 +96,6 @@ def human_age(seconds: float) -> str:
     return f"{int(seconds // 86400)}d ago"
 
 
-def _folder_size(folder: Path) -> int:
-    total = 0
-    for p in folder.rglob("*"):
-        try:
-            if p.is_file() and not p.is_symlink():
-                total += p.stat().st_size
-        except OSError:
-            pass
-    return total
-
-
 def _final_entry(key: str, label: str, kind: str, folder: Path, losses: dict[int, float | None]) -> Entry | None:
     if not folder.is_dir():
         return None
@@ -122,7 +111,7 @@ def _final_entry(key: str, label: str, kind: str, folder: Path, losses: dict[int
     except OSError:
         return None
     return Entry(key, label, kind, folder, step, losses.get(step) if step is not None else None,
-                 _folder_size(folder), mtime, state == "complete", state, problem)
+                 folder_size(folder), mtime, state == "complete", state, problem)
 
 
 def scan(project: Project) -> list[Entry]:

@@ -26,7 +26,7 @@ import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from kimi_tui.errors import ConfigError
@@ -92,6 +92,16 @@ Checkpoints = Annotated[Union[Literal["all", "last"], list[str]], BeforeValidato
 class _Section(BaseModel):
     # strict: no bool<->int or str->number coercion (an int is still fine for a float).
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # TOML's \u0000 escape reads as a NUL, which no path, name or prompt can hold: every os call
+        # raises ValueError on it far from the field that holds it.
+        texts = value if isinstance(value, list) else [value]
+        if any(isinstance(t, str) and "\x00" in t for t in texts):
+            raise PydanticCustomError(_CUSTOM, "contains a NUL character (\\u0000); delete it")
+        return value
 
 
 # Field descriptions become the comments of the rendered kimi-tui.toml.

@@ -169,6 +169,14 @@ def test_ranges():
     ]
 
 
+def test_a_nul_character_in_any_string_names_its_field():
+    # TOML's \u0000 escape is valid TOML; left in, it surfaced as a ValueError from the first os call on it.
+    text = '[data]\ntrain_jsonl = "a\\u0000b.jsonl"\n[eval]\ncheckpoints = ["checkpoint-1\\u0000"]\n'
+    lines = error_lines(text)
+    assert [line.split(": ")[0] for line in lines] == ["kimi-tui.toml:2", "kimi-tui.toml:4"]
+    assert all(line.endswith("contains a NUL character (\\u0000); delete it") for line in lines), lines
+
+
 def test_table_that_is_not_a_table():
     (line,) = error_lines("train = 5\n")
     assert line.startswith("kimi-tui.toml:1: [train] = 5: expected a table of settings")

@@ -95,6 +95,18 @@ def test_jsonl_import_good_broken_two_audios_relative(tmp_path):
     assert m.n_rows == 7
 
 
+def test_jsonl_audio_path_with_a_nul_is_a_finding_on_its_line(tmp_path):
+    # "\u0000" is valid JSON; os.path calls raise ValueError on it (a hypothesis run found "~\x00").
+    a = wav(tmp_path / "a.wav")
+    p = tmp_path / "train.jsonl"
+    p.write_text("\n".join(json.dumps(sample(path, "你好")) for path in (str(a), "~\x00", "wavs/a\x00.wav")) + "\n",
+                 encoding="utf-8")
+    m = load_split("train", jsonl_path=p)
+    assert [u.line for u in m.utterances] == [1]
+    assert [(f.line, f.code) for f in m.errors] == [(2, "bad_sample"), (3, "bad_sample")]
+    assert all("contains a NUL character" in f.message for f in m.errors)
+
+
 def test_jsonl_duplicate_ids_reported(tmp_path):
     a = wav(tmp_path / "x" / "a.wav")
     b = wav(tmp_path / "y" / "a.wav")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kimi_tui.config import ProjectConfig, _tables, load_config, parse_config, set_field
@@ -156,6 +156,9 @@ def test_jsonl_readers_on_arbitrary_text_lines(work, lines, eol):
 
 @FAST
 @given(values=st.lists(st.one_of(json_values, kimi_samples), max_size=6))
+@example(values=[{"task_type": "understanding", "conversation": [  # found by a CI run: expanduser("~\x00") raised
+    {"role": "user", "message_type": "audio", "content": "~\x00"},
+    {"role": "assistant", "message_type": "text", "content": ""}]}])
 def test_jsonl_readers_on_arbitrary_json_values(work, values):
     for value in values:
         shape = inspect_sample(value)  # pure: never raises

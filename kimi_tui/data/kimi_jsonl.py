@@ -148,7 +148,12 @@ def inspect_sample(obj: Any) -> SampleShape:
         kind = msg.get("message_type")
         if kind == "audio":
             content = msg.get("content")
-            if isinstance(content, str) and content.strip():
+            if isinstance(content, str) and "\x00" in content:
+                # No file system takes a NUL in a path (os calls raise ValueError on it): the line is
+                # damaged or was written by a broken exporter, whatever the rest of the path says.
+                shape.problems.append(f'conversation[{i}] is an audio message whose file path {content!r} '
+                                      'contains a NUL character (\\u0000), which no file name can hold')
+            elif isinstance(content, str) and content.strip():
                 shape.audios.append(content.strip())
             else:
                 shape.problems.append(f'conversation[{i}] is an audio message without a file path in "content"')

@@ -243,6 +243,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("evaluations:")
         for e in evaluations:
             print(f"  {e.summary()}")
+            for note in e.notes():
+                print(f"    note: {note}")
     return 0
 
 

@@ -278,3 +278,57 @@ def test_a_stopped_evaluation_is_partial_and_the_report_skips_it_for_the_last_co
     assert [e.state for e in evaluation_states(project.evaluations_dir, project.runs_dir)] == ["complete", "partial"]
     listed = kimi("status", "--project", str(project.root)).stdout.split("evaluations:")[1]
     assert f"{folder.name}  partial  0/3 models complete: partial: checkpoint-2 has" in listed
+
+
+def test_after_a_re_train_old_numbers_say_which_folder_they_belong_to(trained, tmp_path) -> None:
+    """Issue 13: a re-train moves training/ aside and its next checkpoint-2 is another model; the
+    evaluation of the old one must not pass as the new one's, in the report, status or the panel."""
+    from kimi_tui.config import load_config, save_config, set_field
+    from kimi_tui.pipeline import keep_previous_outputs
+
+    project = copy_project(trained, tmp_path / "p")
+    config = set_field(load_config(project.config_path), "eval.checkpoints", ["checkpoint-2"])
+    save_config(project.config_path, config)
+    project = Project.load(project.root)
+    info = wait_run(start(project, "evaluate"))
+    assert info.state == "succeeded", (info.path / "stdout.log").read_text(errors="replace")[-2000:]
+    (folder,) = project.evaluations_dir.iterdir()
+    assert evaluation_state(folder, project.runs_dir).notes() == []  # nothing moved yet: no note
+
+    kept = keep_previous_outputs(project, "train")  # what a new train stage does first
+    assert kept is not None and not project.training_dir.exists()
+    shutil.copytree(kept / "checkpoint-2", project.training_dir / "checkpoint-2")  # the new run's checkpoint-2
+    st = evaluation_state(folder, project.runs_dir)
+    assert st.state == "complete"
+    note = (f"checkpoint-2 here is what is now {kept.name}/checkpoint-2 (a later run moved it there; "
+            "training/checkpoint-2 is now another model)")
+    assert st.notes() == [note]
+
+    out = kimi("report", "--project", str(project.root))
+    assert out.returncode == 0, out.stderr
+    assert f"moved: checkpoint-2 in this evaluation is what is now {kept.name}/checkpoint-2" in out.stdout
+    report = json.loads(kimi("report", "--project", str(project.root), "--format", "json").stdout)
+    assert report["model_states"]["checkpoint-2"]["moved"].startswith(f"what is now {kept.name}/checkpoint-2")
+    status = json.loads(kimi("status", "--project", str(project.root), "--json").stdout)
+    assert status["evaluations"][0]["notes"] == [note]
+    assert f"    note: {note}" in kimi("status", "--project", str(project.root)).stdout.splitlines()
+
+    shutil.rmtree(kept)  # the old training deleted as well: the numbers are of a model no longer on disk
+    assert "a model no longer on disk" not in evaluation_state(folder, project.runs_dir).notes()[0]  # replaced
+    shutil.rmtree(project.training_dir)
+    assert evaluation_state(folder, project.runs_dir).notes() == [
+        f"checkpoint-2 here is a model no longer on disk ({project.training_dir / 'checkpoint-2'} is gone)"]
+
+    async def panel() -> None:
+        app = Harness(project.root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            p = app.query_one(EvaluationPanel)
+            await settle(pilot, p)
+            table = {r[0][2:].split(" ")[0]: r for r in rows(p.query_one("#ev-metrics", DataTable))}
+            assert "moved" in table["checkpoint-2"][0] and table["checkpoint-2"][1].endswith("%")
+            assert any("checkpoint-2 here is a model no longer on disk" in str(n.message)
+                       for n in app._notifications)
+
+    import asyncio
+
+    asyncio.run(panel())

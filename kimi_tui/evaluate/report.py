@@ -294,6 +294,9 @@ def state_notes(report: dict) -> list[str]:
             notes.append(f"failed: {s['name']} ({s['error'] or 'no reason recorded'}): not scored.")
         elif s["name"] not in report["models"]:
             notes.append(f"not scored: {s['name']} has no predictions ({s['clips']} of {s['of']} clips).")
+    for s in states.values():
+        if s.get("moved"):
+            notes.append(f"moved: {s['name']} in this evaluation is {s['moved']}: its numbers are that model's.")
     return notes
 
 

@@ -22,11 +22,18 @@ transcribers) and never by this module:
 
 A folder written before this existed (no ``format`` in evaluation.json) with a metrics.json is
 taken as complete, as it was then.
+
+The numbers belong to the folder that was transcribed, not to its name: a re-train moves
+training/ aside (training.<time>/) and its next checkpoint-10 is another model. The plan records
+each model folder's identity (device and inode, which a rename keeps), so a reader can say
+"checkpoint-10 here is what is now training.<time>/checkpoint-10" instead of passing old numbers
+off as the new checkpoint's.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +53,9 @@ class ModelState:
     of: int  # clips planned
     error: str | None = None
     path: str | None = None
+    #: Set when the folder transcribed is no longer at ``path``: where it is now (a re-train moved it),
+    #: or that it is gone; ``path`` may then hold another model of the same name.
+    moved: str | None = None
 
     @property
     def scorable(self) -> bool:
@@ -83,6 +93,10 @@ class EvaluationState:
     def complete(self) -> bool:
         return self.state == "complete"
 
+    def notes(self) -> list[str]:
+        """Numbers that are right but may be read as another model's: one line per moved model."""
+        return [f"{m.name} here is {m.moved}" for m in self.models if m.moved]
+
     def missing(self) -> str:
         """What is missing, in one line: '' when complete."""
         parts = []
@@ -106,8 +120,46 @@ class EvaluationState:
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "state": self.state, "models": [m.to_dict() for m in self.models],
-                "reasons": list(self.reasons), "missing": self.missing(), "run_id": self.run_id,
-                "run_state": self.run_state}
+                "reasons": list(self.reasons), "missing": self.missing(), "notes": self.notes(),
+                "run_id": self.run_id, "run_state": self.run_state}
+
+
+def folder_identity(path: str | os.PathLike[str]) -> str | None:
+    """'device:inode' of a model folder (kept by a rename, new for a new folder); None if unreadable."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def _where_now(path: Path, identity: str) -> str | None:
+    """None while ``path`` is still the folder that was transcribed; else where it went, in words.
+
+    pipeline.keep_previous_outputs renames training/ to training.<time>/ (a checkpoint moves with
+    its parent) and exports/final to exports/final.<time>: those are the places looked in."""
+    if folder_identity(path) == identity:
+        return None
+    candidates: list[Path] = []
+    for folder, inside in ((path.parent, path.name), (path, None)):
+        try:
+            siblings = sorted(folder.parent.glob(f"{folder.name}.*"), reverse=True)
+        except (OSError, ValueError):
+            continue
+        candidates += [s / inside if inside else s for s in siblings]
+    shown_root = path.parent.parent
+    for candidate in candidates:
+        if folder_identity(candidate) == identity:
+            try:
+                where = candidate.relative_to(shown_root)
+            except ValueError:
+                where = candidate
+            now = path.relative_to(shown_root) if path.is_relative_to(shown_root) else path
+            tail = f"; {now} is now another model" if path.exists() else ""
+            return f"what is now {where} (a later run moved it there{tail})"
+    if path.exists():
+        return f"an earlier model of that name: {path} has been replaced since"
+    return f"a model no longer on disk ({path} is gone)"
 
 
 def _read_json(path: Path) -> dict | None:
@@ -221,6 +273,7 @@ def evaluation_state(folder: Path, runs_dir: Path | None = None, run=None) -> Ev
     finished = meta.get("finished") is not None or (legacy and (folder / "metrics.json").exists())
     present = meta.get("model_present") or {}
     paths = meta.get("model_paths") or {}
+    ids = meta.get("model_ids") or {}
     exit_code = meta.get("transcriber_exit")
     crashed = (finished and exit_code not in (None, 0)) or (run is not None and run.state == "failed")
     models: list[ModelState] = []
@@ -247,7 +300,9 @@ def evaluation_state(folder: Path, runs_dir: Path | None = None, run=None) -> Ev
             state = "partial" if clips else "pending"
         else:
             state = "running" if clips or status == "running" else "pending"
-        models.append(ModelState(name, state, clips, of, error, path))
+        identity = ids.get(name)
+        moved = _where_now(Path(path), identity) if path and isinstance(identity, str) and state != "failed" else None
+        models.append(ModelState(name, state, clips, of, error, path, moved))
 
     reasons: list[str] = []
     for m in models:

@@ -385,7 +385,11 @@ class EvaluationPanel(Panel):
         first = self.data is None
         same_folder = self.data is not None and self.data.folder == loaded.folder
         was = self.data.state.state if same_folder and self.data.state is not None else None
+        was_notes = self.data.state.notes() if same_folder and self.data.state is not None else []
         self.data = loaded
+        notes = loaded.state.notes() if loaded.state is not None else []
+        if notes and notes != was_notes:  # old numbers must not pass as the new checkpoint's
+            self.notify("; ".join(notes), title="Evaluation: from an earlier run", severity="warning", timeout=12)
         if loaded.state is not None and loaded.state.state in ("failed", "partial") and was != loaded.state.state:
             self.notify(f"{loaded.folder.name} is {loaded.state.state}: {loaded.state.missing()}",
                         title="Evaluation", severity="warning" if loaded.state.state == "partial" else "error")
@@ -536,6 +540,8 @@ class EvaluationPanel(Panel):
             partial = state in ("partial", "running")
             if partial:
                 name.append(" partial", style="yellow")
+            if ms is not None and ms.moved:
+                name.append(" moved", style="yellow")
             cer = Text(pct(m["cer"]), justify="right",
                        style="bold green" if m["cer"] is not None and m["cer"] == best and not partial
                        else "yellow" if partial else "")

@@ -21,7 +21,7 @@ from pathlib import Path
 from kimi_tui.evaluate.normalise import Normaliser, NormaliserOptions
 from kimi_tui.evaluate.textfile import read_id_text
 from kimi_tui.evaluate.report import build_report, load_evaluation, render_markdown
-from kimi_tui.evaluate.state import FORMAT, evaluation_state
+from kimi_tui.evaluate.state import FORMAT, evaluation_state, folder_identity
 from kimi_tui.events import EventWriter
 from kimi_tui.fsutil import atomic_write_json, atomic_write_text
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": [name for name, _ in models],
         "model_paths": dict(models),
         "model_present": {name: Path(path).exists() for name, path in models},
+        "model_ids": {name: folder_identity(path) for name, path in models},
         "splits": splits,
         "clips": clips,
         "n_train_utterances": n_train,

@@ -50,12 +50,30 @@ def panel_class(panel_id: str) -> type[Panel]:
     return getattr(importlib.import_module(module), name)
 
 
-def stylesheets() -> list[Path]:
-    here = Path(__file__).resolve().parents[1]
-    for folder in (here / "_bundled" / "styles", here.parent / "styles"):
-        if folder.is_dir():
-            return sorted(folder.glob("*.tcss"))
-    return []
+def stylesheets(package: Path | None = None) -> list[Path]:
+    """Every styles/*.tcss, from the one folder this installation has: kimi_tui/_bundled/styles in a
+    wheel (pyproject force-includes styles/ there), else styles/ at the top of the source checkout
+    (an editable install). PACKAGE is the kimi_tui folder (default: this one's).
+
+    A missing folder or stylesheet raises KimiTuiError at start-up: Textual would draw the
+    workbench unstyled without a word, which passes for a broken app.
+    """
+    package = package or Path(__file__).resolve().parents[1]
+    needed = [f"{name}.tcss" for name in ("app", *PANEL_ORDER)]
+    places = (package / "_bundled" / "styles", package.parent / "styles")
+    folder = next((place for place in places if place.is_dir()), None)
+    if folder is None:
+        raise KimiTuiError(
+            f"the workbench's stylesheets are missing: no styles/ folder at {places[0]} (an installed wheel) "
+            f"or {places[1]} (a source checkout); reinstall kimi-tui, or restore styles/ in the checkout"
+        )
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise KimiTuiError(
+            f"the workbench's stylesheets are incomplete: {', '.join(missing)} missing from {folder}; "
+            "reinstall kimi-tui, or restore styles/ in the checkout"
+        )
+    return sorted(folder.glob("*.tcss"))
 
 
 class WorkbenchScreen(Screen):

@@ -348,7 +348,9 @@ def _tables() -> dict[str, type[_Section]]:
 # Value formatting (TOML syntax, used both for writing and in messages)
 
 
-def _fmt_float(value: float) -> str:
+def format_float(value: float) -> str:
+    """A float as TOML and the Config form write it (3e-6, not Python's 3e-06; nan, inf): one
+    spelling, so a value typed into the form reads back as it was saved."""
     if math.isnan(value):
         return "nan"
     if math.isinf(value):
@@ -373,7 +375,7 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return _fmt_float(value)
+        return format_float(value)
     if isinstance(value, str):
         if "\\" in value and "'" not in value and not _CONTROL.search(value):
             return f"'{value}'"  # Windows paths read better without doubled backslashes
@@ -561,7 +563,7 @@ def _literal_values(annotation: Any) -> tuple[Any, ...]:
 def _bound(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return _fmt_float(value) if isinstance(value, float) else str(value)
+    return format_float(value) if isinstance(value, float) else str(value)
 
 
 def _problem(err: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ from textual.widgets import ContentSwitcher, Input, Label, OptionList, Select, S
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from kimi_tui.config import ProjectConfig, load_config, save_config, set_field
+from kimi_tui.config import ProjectConfig, format_float, load_config, save_config, set_field
 from kimi_tui.engines import STAGES, get_engine
 from kimi_tui.errors import ConfigError, KimiTuiError
 from kimi_tui.lint import Lint, lint_project
@@ -94,20 +94,12 @@ def _get(config: ProjectConfig, dotted: str) -> Any:
     return getattr(getattr(config, table), key)
 
 
-def _fmt_float(value: float) -> str:
-    text = repr(value)
-    if "e" in text:  # 3e-06 -> 3e-6, as people write it
-        mantissa, exponent = text.split("e")
-        text = f"{mantissa}e{int(exponent)}"
-    return text
-
-
 def as_text(value: Any) -> str:
     """A value as it is typed into the form (what set_field reads back to the same value)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return _fmt_float(value)
+        return format_float(value)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from kimi_tui import __version__
 from kimi_tui.errors import KimiTuiError, describe_os_error
+from kimi_tui.words import plural
 
 COMMANDS = ("init", "run", "status", "stop", "report", "score", "doctor")
 STAGE_CHOICES = ("prepare", "extract", "convert", "train", "export", "evaluate", "all")
@@ -84,7 +85,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 1
     if partial:
         left = sum(len(c.missing) for c in partial)
-        print(f"  next:   kimi-tui run all --project {root} --wait  (leaves out the {left:,} row(s) above), "
+        print(f"  next:   kimi-tui run all --project {root} --wait  (leaves out the {plural(left, 'row')} above), "
               "or fix them first")
         return 0
     print(f"  next:   kimi-tui run all --project {root} --wait")
@@ -443,7 +444,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print()
     else:
         counts = {level: sum(f.level == level for f in findings) for level in ("error", "warning", "note")}
-        print(", ".join(f"{n} {level}{'' if n == 1 else 's'}" for level, n in counts.items())
+        print(", ".join(plural(n, level) for level, n in counts.items())
               + (f" ({', '.join(dict.fromkeys(f.field for f in errors))})" if errors else ""))
         if not errors:
             print("no errors: the setup looks runnable.")

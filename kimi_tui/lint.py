@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Literal
 from kimi_tui.checkpoints import CHECKPOINT_RE, WEIGHT_FILES
 from kimi_tui.engines import compute_schedule, processes
 from kimi_tui.errors import KimiTuiError
+from kimi_tui.words import plural
 
 if TYPE_CHECKING:  # only for type hints: lint never reads NVML itself
     from kimi_tui.gpu import GpuSnapshot
@@ -140,10 +141,6 @@ def count_training_samples(project: "Project") -> tuple[int | None, str]:
 
 # ---------------------------------------------------------------------------
 # The checks
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _fmt_lr(value: float) -> str:
@@ -337,7 +334,7 @@ def _check_schedule(project: "Project", n: int | None, where: str, out: list[Lin
     how = (
         f"{n} samples in {where} / (batch {t.batch_size} x {processes(t.num_gpus, project.config.engine.device)}) "
         f"/ accumulation "
-        f"{t.gradient_accumulation_steps} = {sched.steps_per_epoch} per epoch, x {_plural(t.epochs, 'epoch')}"
+        f"{t.gradient_accumulation_steps} = {sched.steps_per_epoch} per epoch, x {plural(t.epochs, 'epoch')}"
     )
     during = [s for s in sched.checkpoint_steps if s < total]
     if not during:
@@ -345,7 +342,7 @@ def _check_schedule(project: "Project", n: int | None, where: str, out: list[Lin
             fix = "Train for more epochs, or lower batch_size / gradient_accumulation_steps."
         else:
             every = max(1, math.ceil(total / 3))
-            fix = f'Set save_steps = "auto" (saves every {_plural(every, "step")}) or at most {total // 2}.'
+            fix = f'Set save_steps = "auto" (saves every {plural(every, "step")}) or at most {total // 2}.'
         out.append(Lint(
             "error", "train.save_steps",
             f"save_steps = {t.save_steps} but the run has only {total} optimizer steps ({how}). "
@@ -541,7 +538,7 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
         count = len(gpus.gpus)
         if t.num_gpus > count:
             out.append(Lint(
-                "error", "train.num_gpus", f"num_gpus = {t.num_gpus} but this machine has {count} GPU(s).",
+                "error", "train.num_gpus", f"num_gpus = {t.num_gpus} but this machine has {plural(count, 'GPU')}.",
                 f"Set train.num_gpus = {count}.",
             ))
     else:

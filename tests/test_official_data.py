@@ -156,7 +156,7 @@ def test_some_missing_audio_is_said_and_run_all_is_qualified(tmp_path, capsys, m
     assert rc == 0, out
     assert "the audio of 1 of 4 rows cannot be found" in out and "line 2" in out
     assert "(the other rows: 3 relative audio paths" in out
-    assert "(leaves out the 1 row(s) above), or fix them first" in out
+    assert "(leaves out the 1 row above), or fix them first" in out
 
 
 def test_csv_with_audio_missing_init_says_so(tmp_path, capsys, monkeypatch):

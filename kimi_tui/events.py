@@ -89,6 +89,28 @@ class EventWriter:
         self.emit("error", message=message, **fields)
 
 
+def _event(raw: bytes) -> dict[str, Any] | None:
+    """One complete line as an event; None for a garbled line or one that is not an event."""
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "type" in record else None
+
+
+def _complete_events(data: bytes) -> list[dict[str, Any]]:
+    """The events of DATA's complete lines; a last line without its newline (a writer mid-line,
+    or one killed there) ends the list."""
+    events = []
+    for raw in data.splitlines(keepends=True):
+        if not raw.endswith(b"\n"):
+            break
+        event = _event(raw)
+        if event is not None:
+            events.append(event)
+    return events
+
+
 def read_events(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Yield complete events; a truncated or garbled line (a killed writer) is skipped."""
     try:
@@ -96,14 +118,27 @@ def read_events(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
             for raw in fh:
                 if not raw.endswith(b"\n"):
                     return
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and "type" in record:
-                    yield record
+                event = _event(raw)
+                if event is not None:
+                    yield event
     except FileNotFoundError:
         return
+
+
+def read_events_after(path: str | os.PathLike[str], offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The complete events written after byte OFFSET, and the offset to read from next time (the
+    end of the last complete line: a line still being written is read whole on the next call).
+    A follower calls this again and again, so a long run's file is read once, not every second."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return [], offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    return _complete_events(data[: end + 1]), offset + end + 1
 
 
 def read_events_tail(path: str | os.PathLike[str], max_bytes: int = 16384) -> list[dict[str, Any]]:
@@ -119,14 +154,4 @@ def read_events_tail(path: str | os.PathLike[str], max_bytes: int = 16384) -> li
         return []
     if start > 0:
         data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
-    events = []
-    for raw in data.splitlines(keepends=True):
-        if not raw.endswith(b"\n"):
-            break
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "type" in record:
-            events.append(record)
-    return events
+    return _complete_events(data)

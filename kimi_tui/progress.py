@@ -136,3 +136,55 @@ def run_progress(run_dir: Any, max_bytes: int = 16384) -> StepProgress:
     from kimi_tui.events import read_events_tail
 
     return StepProgress().add_events(read_events_tail(Path(run_dir) / "events.jsonl", max_bytes))
+
+
+@dataclass
+class EventsRead:
+    """What was appended to events.jsonl between two byte offsets, boiled down."""
+
+    start: int
+    end: int
+    progress: list[tuple[float, int, int]] = field(default_factory=list)  # (time, step, total)
+    losses: list[tuple[float, float]] = field(default_factory=list)  # (step, loss)
+    last_error: str | None = None
+
+
+def read_new_events(path: Any, offset: int) -> EventsRead:
+    """The progress, losses and last error written after OFFSET (complete lines only: a line
+    still being written is left for the next read); what a follower of a run needs each second."""
+    from kimi_tui.events import read_events_after
+
+    events, end = read_events_after(path, offset)
+    result = EventsRead(offset, end)
+    for event in events:
+        kind = event.get("type")
+        try:
+            if kind == "progress" and event.get("total"):
+                result.progress.append((float(event.get("t") or 0), int(event["step"]), int(event["total"])))
+            elif kind == "metric" and isinstance(event.get("loss"), (int, float)):
+                result.losses.append((float(event.get("step") or 0), float(event["loss"])))
+            elif kind == "error" and event.get("message"):
+                result.last_error = str(event["message"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    result.progress = result.progress[-MAX_SAMPLES:]
+    return result
+
+
+@dataclass
+class RunProgress(StepProgress):
+    """A followed run's progress so far, merged read after read: step/total with rate and ETA,
+    the last loss, the last error."""
+
+    offset: int = 0
+    loss: float | None = None
+    last_error: str | None = None
+
+    def merge(self, read: EventsRead) -> None:
+        self.offset = read.end
+        for t, step, total in read.progress:
+            self.add(t, step, total)
+        if read.losses:
+            self.loss = read.losses[-1][1]
+        if read.last_error:
+            self.last_error = read.last_error

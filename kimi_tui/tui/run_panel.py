@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.cells import cell_len
@@ -34,7 +33,7 @@ from textual.worker import Worker, WorkerState
 from kimi_tui import pipeline
 from kimi_tui.engines import STAGES
 from kimi_tui.errors import DataError, KimiTuiError
-from kimi_tui.progress import StepProgress
+from kimi_tui.progress import EventsRead, RunProgress, duration, rate_text, read_new_events
 from kimi_tui.project import Project
 from kimi_tui.runs import RunInfo, list_runs, stop_run
 from kimi_tui.tui import messages
@@ -56,14 +55,6 @@ def run_label(run_id: str) -> str:
         hms = parts[1]
         return f"{'-'.join(parts[3:])} {hms[:2]}:{hms[2:4]}:{hms[4:]}"
     return run_id
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0:
-        return "?"
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 #: The stages that read the prepared training samples: refused while prepare has left none.
@@ -94,69 +85,6 @@ def no_usable_sample(project: Project) -> DataError | None:
         lines.append(f"  … and {len(errors) - 3} more (the Dataset panel lists every row)")
     lines.append("Fix the data or [data] in kimi-tui.toml, then run prepare again.")
     return DataError("\n".join(lines))
-
-
-@dataclass
-class EventsRead:
-    """What was appended to events.jsonl between two byte offsets, boiled down."""
-
-    start: int
-    end: int
-    progress: list[tuple[float, int, int]] = field(default_factory=list)  # (time, step, total)
-    losses: list[tuple[float, float]] = field(default_factory=list)  # (step, loss)
-    last_error: str | None = None
-
-
-def read_new_events(path: Path, offset: int) -> EventsRead:
-    """Complete lines after OFFSET; a truncated last line is left for the next read."""
-    result = EventsRead(offset, offset)
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return result
-    end = data.rfind(b"\n")
-    if end < 0:
-        return result
-    result.end = offset + end + 1
-    for raw in data[: end + 1].splitlines():
-        try:
-            event = json.loads(raw)
-        except ValueError:
-            continue
-        if not isinstance(event, dict):
-            continue
-        kind = event.get("type")
-        try:
-            if kind == "progress" and event.get("total"):
-                result.progress.append((float(event.get("t") or 0), int(event["step"]), int(event["total"])))
-            elif kind == "metric" and isinstance(event.get("loss"), (int, float)):
-                result.losses.append((float(event.get("step") or 0), float(event["loss"])))
-            elif kind == "error" and event.get("message"):
-                result.last_error = str(event["message"])
-        except (KeyError, TypeError, ValueError):
-            continue
-    result.progress = result.progress[-500:]
-    return result
-
-
-@dataclass
-class RunProgress(StepProgress):
-    """The followed run's progress so far, from its events (rate and ETA: kimi_tui.progress)."""
-
-    offset: int = 0
-    loss: float | None = None
-    last_error: str | None = None
-
-    def merge(self, read: EventsRead) -> None:
-        self.offset = read.end
-        for t, step, total in read.progress:
-            self.add(t, step, total)
-        if read.losses:
-            self.loss = read.losses[-1][1]
-        if read.last_error:
-            self.last_error = read.last_error
 
 
 class ProgressLine(Widget):
@@ -197,8 +125,7 @@ class ProgressLine(Widget):
             else:
                 parts.append((2, f"{info.state} {self._elapsed(info)}"))
             if rate is not None:
-                shown = f"{rate:.0f} st/s" if rate >= 100 else f"{rate:.1f} st/s" if rate >= 1 else f"{1 / rate:.1f} s/st"
-                parts.append((4, shown))
+                parts.append((4, rate_text(rate)))
         else:
             code = f" (exit {info.exit_code})" if info.exit_code not in (None, 0) else ""
             took = f" in {self._elapsed(info)}" if info.ended else ""

@@ -1,7 +1,12 @@
-"""Messages the panels and the app exchange.
+"""Messages the panels and the workbench screen exchange.
 
-Panels never call each other: a panel that changes something on disk posts a
-message, the app forwards it to every panel, and each re-reads what it shows.
+Panels never call each other, so one can be rebuilt, or not built yet, without the
+others noticing: a panel posts a message and the screen (app.py's WorkbenchScreen)
+acts on it. A saved config is the one change every panel must re-read at once
+(ConfigSaved); a finding, a started run or picked checkpoints open the panel that
+shows them. What a run, a save or an evaluation writes reaches the other panels
+through the folder itself, which each of them watches, so RunsChanged,
+CheckpointsChanged and EvaluationsChanged need no handler.
 """
 
 from __future__ import annotations

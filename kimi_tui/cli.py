@@ -341,6 +341,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from kimi_tui.evaluate.metric_table import score_lines
     from kimi_tui.evaluate.metrics import summarise_texts
     from kimi_tui.evaluate.textfile import example_ids, explain_id_mismatch, read_id_text
 
@@ -386,17 +387,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         json.dump(summary, sys.stdout, ensure_ascii=False, indent=2)
         print()
         return 0
-    cer = "-" if summary["cer"] is None else f"{summary['cer'] * 100:.2f}%"
-    print(f"CER {cer}  (S {summary['sub']}  D {summary['del']}  I {summary['ins']}  "
-          f"N {summary['n_ref_chars']} characters in {summary['n_utts']} utterances)")
-    if "mer" in summary and summary["mer"] is not None:
-        print(f"MER {summary['mer'] * 100:.2f}%  over {summary['n_ref_tokens']} mixed tokens")
-    pct = lambda key, digits: "-" if summary[key] is None else f"{summary[key] * 100:.{digits}f}%"  # noqa: E731
-    print(f"macro CER {pct('macro_cer', 2)}  SER {pct('ser', 1)}  exact {pct('exact_match', 1)} "
-          f"(raw {pct('exact_match_raw', 1)})  similarity {pct('similarity', 1)}")
-    print(f"empty refs {summary['n_empty_ref']}, empty hyps {summary['n_empty_hyp']}, missing hyps "
-          f"{summary['n_missing_hyp']} (scored as deletions), hyps over 2x ref {summary['n_hyp_over_2x_ref']}, "
-          f"CER over 100% {summary['n_cer_over_100']}")
+    for line in score_lines(summary):  # the metrics' labels and formats: kimi_tui.evaluate.metric_table
+        print(line)
     if extra:
         print(f"{len(extra)} ids only in {args.hyp} (not scored): {', '.join(extra[:10])}{' ...' if len(extra) > 10 else ''}")
     print(f"normaliser: {summary['normaliser']}")

@@ -246,7 +246,10 @@ def summarise_texts(
 
 
 def summarise(scores: list[UtteranceScore], normaliser: Normaliser | None = None) -> dict:
-    """Corpus metrics. Stable keys: n_utts, n_ref_chars, sub, del, ins, cer, exact_match, normaliser."""
+    """Corpus metrics. Stable keys: n_utts, n_ref_chars, sub, del, ins, cer, exact_match, normaliser.
+
+    A key added here goes into kimi_tui.evaluate.metric_table too (its label and format, the
+    surfaces that show it): tests/test_metric_table.py fails until it does."""
     # Column by column with map() rather than properties per utterance (10^5 utterances take
     # milliseconds); each value is computed by the same expression, summed in the same order.
     normaliser = normaliser or Normaliser()

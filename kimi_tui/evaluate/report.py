@@ -34,16 +34,20 @@ from pathlib import Path
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.evaluate.align import EQUAL, confusion_pairs
 from kimi_tui.evaluate.compare import compare
+from kimi_tui.evaluate.metric_table import (
+    MARKDOWN_COLUMNS,
+    UTTERANCE_MARKDOWN_COLUMNS,
+    Metric,
+    csv_metrics,
+    metrics,
+    pct,
+    points,
+)
 from kimi_tui.evaluate.metrics import UtteranceScore, score_pairs, summarise
 from kimi_tui.evaluate.normalise import Normaliser
 from kimi_tui.evaluate.state import EvaluationState, evaluation_state, prediction_files
 
 SMALL_DATA = 100
-CSV_METRICS = ("n_utts", "n_ref_chars", "sub", "del", "ins", "cer", "macro_cer", "ser", "exact_match",
-               "exact_match_raw", "similarity", "n_empty_ref", "n_empty_hyp", "n_missing_hyp",
-               "n_hyp_over_2x_ref", "n_cer_over_100")
-#: Summary CSV columns added at the end, only when the mixed-token MER was computed.
-CSV_MIXED = ("n_ref_tokens", "mer")
 #: The per-utterance CSV (`kimi-tui report --format csv --utterances`) is long, one row per
 #: (utterance, model), not one row per utterance with a block of columns per model: its header is
 #: the same for every evaluation whatever models it has, so a spreadsheet's filters, sorts ("worst
@@ -334,7 +338,7 @@ def _notes(report: dict) -> list[str]:
         over = " both have (one model is partial)" if c.get("over_common_clips") else ""
         notes.append(
             f"{c['split']}: {c['a']} -> {c['b']}: CER {pct(c['cer_a'])} -> {pct(c['cer_b'])}, "
-            f"difference {signed_pct(c['delta'])} points (95% CI {signed_pct(c['ci_low'])} to {signed_pct(c['ci_high'])}, "
+            f"difference {points(c['delta'])} points (95% CI {points(c['ci_low'])} to {points(c['ci_high'])}, "
             f"P(B better) {c['p_b_better']:.2f}, {c['n_utts']} utterances{over}): {verdict}."
         )
     return notes
@@ -363,14 +367,6 @@ def _no_better_than_base(report: dict) -> list[str]:
             "stage's last lines, which say whether the loss fell."
         )
     return notes
-
-
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.1f}%"
-
-
-def signed_pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:+.1f}"
 
 
 def _state_label(report: dict, model: str) -> str:
@@ -420,8 +416,8 @@ def render_markdown(report: dict) -> str:
         tokens = next((per[split].get("n_ref_tokens") for per in full), None)
         counted = f"{chars} reference characters" + (f", {tokens} mixed tokens" if mixed and tokens is not None else "")
         lines += ["", f"## {split} (N = {n} utterances, {counted})", ""]
-        header = ["model", "state", "CER", "S", "D", "I", *(["MER"] if mixed else []), "macro CER", "SER", "exact",
-                  "exact raw", "similarity"]
+        columns = metrics(MARKDOWN_COLUMNS, mixed)
+        header = ["model", "state", *(m.label for m in columns)]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for model in list(states) or list(models):
             m = models.get(model, {}).get(split)
@@ -430,19 +426,19 @@ def render_markdown(report: dict) -> str:
                 continue
             if not m:
                 continue
-            lines.append(_summary_row(model, _state_label(report, model), m, mixed))
+            lines.append(_summary_row(model, _state_label(report, model), m, columns))
         for model in models:  # a scored model the states do not list (a report built without them)
             if states and model not in states and split in models[model]:
-                lines.append(_summary_row(model, "complete", models[model][split], mixed))
+                lines.append(_summary_row(model, "complete", models[model][split], columns))
         comps = [c for c in report["comparisons"] if c["split"] == split]
         if comps:
             lines += ["", "| A -> B | CER A | CER B | B - A (points) | 95% CI | P(B better) | improved / regressed / unchanged |",
                       "|---|---|---|---|---|---|---|"]
             for c in comps:
-                ci = "-" if c["ci_low"] is None else f"[{signed_pct(c['ci_low'])}, {signed_pct(c['ci_high'])}]"
+                ci = "-" if c["ci_low"] is None else f"[{points(c['ci_low'])}, {points(c['ci_high'])}]"
                 p = "-" if c["p_b_better"] is None else f"{c['p_b_better']:.2f}"
                 lines.append(
-                    f"| {c['a']} -> {c['b']} | {pct(c['cer_a'])} | {pct(c['cer_b'])} | {signed_pct(c['delta'])} | "
+                    f"| {c['a']} -> {c['b']} | {pct(c['cer_a'])} | {pct(c['cer_b'])} | {points(c['delta'])} | "
                     f"{ci} | {p} | {c['improved']} / {c['regressed']} / {c['unchanged']} |"
                 )
     if report["notes"]:
@@ -458,11 +454,8 @@ def _has_mer(report: dict) -> bool:
     return any("mer" in m for per in report["models"].values() for m in per.values())
 
 
-def _summary_row(model: str, label: str, m: dict, mixed: bool) -> str:
-    cells = [model, label, pct(m["cer"]), m["sub"], m["del"], m["ins"], *([pct(m.get("mer"))] if mixed else []),
-             pct(m["macro_cer"]), pct(m["ser"]), pct(m["exact_match"]), pct(m["exact_match_raw"]),
-             pct(m["similarity"])]
-    return "| " + " | ".join(str(c) for c in cells) + " |"
+def _summary_row(model: str, label: str, m: dict, columns: list[Metric]) -> str:
+    return "| " + " | ".join([model, label, *(c.format(m) for c in columns)]) + " |"
 
 
 _MD_ESCAPES = str.maketrans({"\\": "\\\\", "|": "\\|", "*": "\\*", "`": "\\`"})
@@ -493,7 +486,8 @@ def _utterance_markdown(report: dict, splits: list[str], mixed: bool) -> list[st
     states = report.get("model_states") or {}
     lines: list[str] = []
     unscored = [f"{m} ({_state_label(report, m)})" for m in _unscored(report)]
-    header = ["id", "reference", "model", "hypothesis", "CER", "S/D/I", *(["MER"] if mixed else []), "edits"]
+    numbers = metrics(UTTERANCE_MARKDOWN_COLUMNS, mixed)
+    header = ["id", "reference", "model", "hypothesis", *(m.label for m in numbers), "edits"]
     for split in [s for s in splits if any(u["split"] == s for u in utterances)]:
         lines += ["", f"## {split}: per utterance", "",
                   "CER and edits are over the normalised text (what was scored): S:气->汽 a substitution, "
@@ -513,8 +507,7 @@ def _utterance_markdown(report: dict, splits: list[str], mixed: bool) -> list[st
                     continue
                 state = (states.get(model) or {}).get("state", "complete")
                 name = md_cell(model) + (f" ({state})" if state in ("partial", "running") else "")
-                cells = [*lead, name, _md_hypothesis(e), pct(e["cer"]), f"{e['sub']}/{e['del']}/{e['ins']}",
-                         *([pct(e.get("mer"))] if mixed else []), md_cell(e["edits"])]
+                cells = [*lead, name, _md_hypothesis(e), *(m.format(e) for m in numbers), md_cell(e["edits"])]
                 lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -523,9 +516,9 @@ def render_csv(report: dict) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     # state and its details last: the metric columns keep their places for existing readers.
-    mixed = _has_mer(report)
-    extra_metrics = CSV_MIXED if mixed else ()  # last: the columns before keep their places for existing readers
-    writer.writerow(["model", "split", *CSV_METRICS, "normaliser", "state", "clips", "of", "error", *extra_metrics])
+    columns, extra_metrics = csv_metrics(_has_mer(report))  # MIXED last: the columns before keep their places
+    writer.writerow(["model", "split", *(c.key for c in columns), "normaliser", "state", "clips", "of", "error",
+                     *(c.key for c in extra_metrics)])
     states = report.get("model_states") or {}
     splits = list(dict.fromkeys(s for per in report["models"].values() for s in per))
     for model in list(states) or list(report["models"]):
@@ -533,12 +526,12 @@ def render_csv(report: dict) -> str:
         extra = [s.get("state", "complete"), s.get("clips"), s.get("of"), s.get("error") or ""]
         if model not in report["models"]:
             for split in splits or [""]:
-                writer.writerow([model, split, *[None for _ in CSV_METRICS], report["normaliser"], *extra,
+                writer.writerow([model, split, *[None for _ in columns], report["normaliser"], *extra,
                                  *[None for _ in extra_metrics]])
             continue
         for split, m in report["models"][model].items():
-            writer.writerow([model, split, *[m.get(k) for k in CSV_METRICS], m["normaliser"], *extra,
-                             *[m.get(k) for k in extra_metrics]])
+            writer.writerow([model, split, *[c.value(m) for c in columns], m["normaliser"], *extra,
+                             *[c.value(m) for c in extra_metrics]])
     return buf.getvalue()
 
 

@@ -47,6 +47,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from kimi_tui.evaluate.align import display_width
 from kimi_tui.evaluate.compare import PairedComparison, compare
+from kimi_tui.evaluate.metric_table import PANEL_COLUMNS, metrics, pct, points
 from kimi_tui.evaluate.metrics import UtteranceScore, summarise
 from kimi_tui.evaluate.normalise import Normaliser, NormaliserOptions
 from kimi_tui.evaluate.report import (
@@ -73,8 +74,6 @@ POLL_SECONDS = 2.0
 RESCORE_IN_PROGRESS_SECONDS = 10.0
 BOOTSTRAP_SEED = 0
 REPORT_FILES = ("report.md", "report.csv", "report.json", "report-utterances.csv")
-METRIC_COLUMNS = ("model", "CER", "S/D/I", "macro", "SER", "exact", "sim", "N")
-MER_AFTER = "S/D/I"  # where the MER column goes when the mixed-token rate was computed
 REF_CELLS = 12  # the reference column of the utterance list: six CJK characters
 NARROW_BELOW = 74  # panel width under which the alignment goes below the utterance list
 
@@ -91,14 +90,6 @@ SORT_DIFFERENCE = (2, 3)
 SORT_CYCLE = (0, 2, 3, 1)
 
 
-def pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.1f}%"
-
-
-def points(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:+.1f}"
-
-
 def _short_rate(x: float | None) -> str:
     """Per-utterance rates in five cells: 16.7, 100, 1028."""
     if x is None:
@@ -110,6 +101,11 @@ def _short_delta(x: float) -> str:
     if x == 0:
         return "0"
     return f"{x * 100:+.1f}" if abs(x) < 1 else f"{x * 100:+.0f}"
+
+
+def metric_columns(mixed: bool) -> tuple[str, ...]:
+    """The metrics table's headers: the model, then kimi_tui.evaluate.metric_table's PANEL_COLUMNS."""
+    return ("model", *(m.column for m in metrics(PANEL_COLUMNS, mixed)))
 
 
 def _crop(text: str, cells: int) -> str:
@@ -305,7 +301,7 @@ class EvaluationPanel(Panel):
     def on_mount(self) -> None:
         if not self.children:  # quit while the panel was being built: nothing to set up
             return
-        self._set_metric_columns(METRIC_COLUMNS)
+        self._set_metric_columns(metric_columns(mixed=False))
         self._show_message(NO_EVALUATION)
         self.set_status("no evaluation")
         self.poll()
@@ -506,11 +502,8 @@ class EvaluationPanel(Panel):
 
     def _fill_metrics(self) -> None:
         assert self.data is not None
-        mixed = self.mixed
-        columns = METRIC_COLUMNS
-        if mixed:
-            at = METRIC_COLUMNS.index(MER_AFTER) + 1
-            columns = (*METRIC_COLUMNS[:at], "MER", *METRIC_COLUMNS[at:])
+        shown = metrics(PANEL_COLUMNS, self.mixed)
+        columns = metric_columns(self.mixed)
         self._set_metric_columns(columns)
         table = self.query_one("#ev-metrics", DataTable)
         row = table.cursor_row
@@ -542,18 +535,18 @@ class EvaluationPanel(Panel):
                 name.append(" partial", style="yellow")
             if ms is not None and ms.moved:
                 name.append(" moved", style="yellow")
-            cer = Text(pct(m["cer"]), justify="right",
-                       style="bold green" if m["cer"] is not None and m["cer"] == best and not partial
-                       else "yellow" if partial else "")
-            split_clips = len(d.evaluation.references.get(self.split, {}))
-            n_text = f"{m['n_utts']}/{split_clips}" if partial else str(m["n_utts"])  # of this split's clips
-            mer = [Text(pct(m.get("mer")), justify="right", style="yellow" if partial else "")] if mixed else []
-            table.add_row(
-                name, cer, Text(f"{m['sub']}/{m['del']}/{m['ins']}", justify="right"), *mer,
-                Text(pct(m["macro_cer"]), justify="right"), Text(pct(m["ser"]), justify="right"),
-                Text(pct(m["exact_match"]), justify="right"), Text(pct(m["similarity"]), justify="right"),
-                Text(n_text, justify="right", style="yellow" if partial else ""), key=model,
-            )
+            cells = []
+            for metric in shown:
+                text, style = metric.format(m), ""
+                if metric.key == "cer":
+                    style = ("bold green" if m["cer"] is not None and m["cer"] == best and not partial
+                             else "yellow" if partial else "")
+                elif metric.key == "n_utts" and partial:  # of this split's clips
+                    text, style = f"{m['n_utts']}/{len(d.evaluation.references.get(self.split, {}))}", "yellow"
+                elif metric.key == "mer" and partial:
+                    style = "yellow"
+                cells.append(Text(text, justify="right", style=style))
+            table.add_row(name, *cells, key=model)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1), animate=False)
 

@@ -27,6 +27,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from kimi_tui.evaluate.align import DEL, EQUAL, INS, SUB, Cell, display_cells
+from kimi_tui.evaluate.metric_table import pct
 from kimi_tui.evaluate.metrics import UtteranceScore
 
 STYLE_SUB = "bold reverse yellow"
@@ -55,10 +56,6 @@ class UtteranceAlignment:
     id: str
     reference: str
     models: list[AlignedModel] = field(default_factory=list)
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.1f}%"
 
 
 def _wordish(cell: Cell) -> bool:
@@ -126,7 +123,7 @@ def render_alignment(utterance: UtteranceAlignment | None, width: int, empty: st
         if model.role:
             label.append(f"{model.role} ", style=STYLE_LABEL.get(model.role[0], "bold"))
         label.append(model.name, style="bold" if model.role else "")
-        label.append(f" CER {_pct(s.cer)}", style="bold" if s.errors else "green")
+        label.append(f" CER {pct(s.cer)}", style="bold" if s.errors else "green")
         if s.missing:
             detail = Text(" no hypothesis", style=STYLE_DEL)
         elif s.errors:

@@ -395,12 +395,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-#: doctor's options that only the kimi-audio engine's check reads (the official code's environment and recipe).
-_KIMI_AUDIO_ONLY = {"checkout": "--checkout", "python": "--python", "base_model": "--base-model", "method": "--method",
-                    "zero_stage": "--zero-stage", "offload_optimizer": "--offload-optimizer",
-                    "offload_param": "--offload-param", "tokens": "--tokens"}
-
-
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Preflight of the engine that will train: the project's (``--engine`` picks another), and without
     a project the official Kimi-Audio fine-tuning. Each finding is printed, flushed, as soon as it is
@@ -411,7 +405,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from kimi_tui.project import Project
 
         project = Project.load(_project_root(args.project))
-    engine = args.engine or (project.config.engine.name if project is not None else "kimi-audio")
+    from kimi_tui.engines import DOCTOR_DEFAULT_ENGINE, get_engine
+
+    engine = get_engine(args.engine or (project.config.engine.name if project is not None else DOCTOR_DEFAULT_ENGINE))
     text = not args.json
 
     def progress(line: str) -> None:
@@ -419,9 +415,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"  ... {line}", flush=True)
 
     if text:
-        print(_doctor_header(engine, project, args.engine), flush=True)
-    source = (_doctor_whisper(args, project, progress) if engine == "whisper"
-              else _doctor_kimi_audio(args, project, progress))
+        print(engine.doctor_header(project, args.engine), flush=True)
+    source = engine.preflight(args, project, progress)
     findings = []
     for f in source:
         findings.append(f)
@@ -441,118 +436,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if not errors:
             print("no errors: the setup looks runnable.")
     return 1 if errors else 0
-
-
-def _doctor_header(engine: str, project, picked: str | None) -> str:
-    """doctor's first line: which engine's needs are checked, and where that choice came from."""
-    if project is None:
-        if engine == "whisper":
-            return ("doctor: checking the whisper engine (kimi-tui's own environment and this machine; "
-                    "--project DIR checks a project's settings too)")
-        return ("doctor: checking the official Kimi-Audio fine-tuning (the kimi-audio engine; "
-                "--engine whisper or --project DIR checks another)")
-    what = "the whisper engine" if engine == "whisper" else "the kimi-audio engine (the official Kimi-Audio fine-tuning)"
-    e = project.config.engine
-    how = (f'engine.model = "{e.model}", engine.device = "{e.device}"' if engine == "whisper"
-           else f'engine.device = "{e.device}"')
-    chosen = f"; --engine {picked}, the project's is {e.name}" if picked and picked != e.name else ""
-    return f"doctor: checking {what} of {project.root} ({how}{chosen})"
-
-
-def _doctor_whisper(args: argparse.Namespace, project, progress):
-    """The whisper engine's findings: the project's settings with doctor's --epochs, --save-steps, ... applied."""
-    from kimi_tui.engines.whisper_preflight import iter_preflight
-    from kimi_tui.lint import Lint
-
-    ignored = [flag for key, flag in _KIMI_AUDIO_ONLY.items() if getattr(args, key, None) not in (None, False)]
-    if args.samples is not None and project is not None:
-        ignored.append("--samples (the project's data is counted)")
-    if project is not None:
-        from dataclasses import replace
-
-        from kimi_tui.config import set_field
-
-        config = project.config
-        for key, value in (("engine.name", "whisper"), ("train.epochs", args.epochs),
-                           ("train.batch_size", args.batch_size),
-                           ("train.gradient_accumulation_steps", args.grad_accum),
-                           ("train.save_steps", args.save_steps), ("train.save_total_limit", args.save_total_limit),
-                           ("train.num_gpus", args.gpus)):
-            if value is not None:
-                config = set_field(config, key, value, source="doctor")
-        project = replace(project, config=config)
-    elif any(getattr(args, k) is not None for k in ("samples", "epochs", "batch_size", "grad_accum", "save_steps",
-                                                        "save_total_limit", "gpus", "output")):
-        ignored.append("the schedule options (--samples, --epochs, ...: they need --project)")
-    if ignored:
-        yield Lint("note", "doctor", f"{', '.join(ignored)}: not used by the whisper engine's check (its stages run "
-                   f"in kimi-tui's interpreter, {sys.executable}).", "Leave them out, or pass --engine kimi-audio.")
-    yield from iter_preflight(project, output_dir=Path(args.output) if args.output else None,
-                              gpu_memory_gb=args.gpu_memory_gb, host_ram=args.host_ram_gb, progress=progress)
-
-
-def _doctor_kimi_audio(args: argparse.Namespace, project, progress):
-    """The official Kimi-Audio fine-tuning's findings, from the flags and the project's [kimi_audio] settings."""
-    from kimi_tui.engines.kimi_audio_preflight import iter_preflight
-
-    values = {
-        "n_samples": args.samples, "epochs": args.epochs, "batch_size": args.batch_size,
-        "grad_accum": args.grad_accum, "save_steps": args.save_steps, "num_gpus": args.gpus,
-        "save_total_limit": args.save_total_limit, "zero_stage": args.zero_stage,
-        "offload_optimizer": args.offload_optimizer or None, "offload_param": args.offload_param or None,
-        "output_dir": args.output,
-    }
-    bf16 = True  # what the official recipe trains in; a project says its own
-    whisper = None  # the base model's whisper-large-v3/ unless the project names one
-    if project is not None:
-        from kimi_tui.lint import count_training_samples
-
-        t, ds = project.config.train, project.config.deepspeed
-        n, _where = count_training_samples(project)
-        from_project = {
-            "n_samples": n, "epochs": t.epochs, "batch_size": t.batch_size,
-            "grad_accum": t.gradient_accumulation_steps, "save_steps": t.save_steps, "num_gpus": t.num_gpus,
-            "save_total_limit": t.save_total_limit, "zero_stage": ds.stage if ds.enabled else None,
-            "offload_optimizer": ds.offload_optimizer if ds.enabled else None,
-            "offload_param": ds.offload_param if ds.enabled else None,
-            "output_dir": str(project.training_dir),
-        }
-        values = {k: (v if v is not None else from_project.get(k)) for k, v in values.items()}
-        bf16 = t.bf16
-        ka = project.config.kimi_audio
-        args.checkout = args.checkout or (str(project.path(ka.checkout)) if ka.checkout else None)
-        args.base_model = args.base_model or (str(project.path(ka.base_model)) if ka.base_model else None)
-        whisper = project.path(ka.whisper) if ka.whisper else None
-        if not args.python and ka.python:
-            from kimi_tui.engines.kimi_audio import KimiAudioEngine
-
-            args.python = KimiAudioEngine().python(project)
-        args.method = args.method or ka.method
-        if ds.enabled is False and args.zero_stage is None and args.method == "full":
-            values["zero_stage"] = 0  # the project trains without DeepSpeed
-    args.method = args.method or "full"
-    defaults = {"epochs": 5, "batch_size": 1, "grad_accum": 1, "save_steps": 1000, "num_gpus": 1,
-                "save_total_limit": 10, "zero_stage": 3, "offload_optimizer": False, "offload_param": False}
-    values = {k: (defaults.get(k) if v is None else v) for k, v in values.items()}
-    save_steps = values["save_steps"]
-    if isinstance(save_steps, str) and save_steps != "auto":
-        try:
-            save_steps = int(save_steps)
-        except ValueError:
-            raise KimiTuiError(f"--save-steps must be a whole number or 'auto', not {save_steps!r}") from None
-    return iter_preflight(
-        checkout=Path(args.checkout) if args.checkout else None,
-        python=args.python,
-        base_model=Path(args.base_model) if args.base_model else None,
-        n_samples=values["n_samples"], epochs=values["epochs"], batch_size=values["batch_size"],
-        grad_accum=values["grad_accum"], save_steps=save_steps, num_gpus=values["num_gpus"],
-        method=args.method, zero_stage=values["zero_stage"], offload_optimizer=values["offload_optimizer"],
-        offload_param=values["offload_param"], max_audio_tokens=args.tokens or 500,
-        output_dir=Path(values["output_dir"]) if values["output_dir"] else None,
-        save_total_limit=values["save_total_limit"], bf16=bf16, gpu_memory_gb=args.gpu_memory_gb,
-        host_ram=args.host_ram_gb, whisper=whisper, progress=progress,
-        device=project.config.engine.device if project is not None else "auto",
-    )
 
 
 def cmd_open(args: argparse.Namespace) -> int:
@@ -679,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="preflight of the project's engine (without --project: the official Kimi-Audio "
                        "fine-tuning): environment, model, steps, GPUs, memory, disk")
-    p.add_argument("--engine", choices=("whisper", "kimi-audio"),
+    from kimi_tui.engines import engine_names
+
+    p.add_argument("--engine", choices=engine_names(),
                    help="the engine to check (default: the project's; without --project, kimi-audio)")
     p.add_argument("--checkout", metavar="DIR", help="a clone of MoonshotAI/Kimi-Audio")
     p.add_argument("--python", metavar="PATH", help="the interpreter that will run it (default: this one)")

@@ -155,7 +155,7 @@ class DataSection(_Section):
 
 
 class EngineSection(_Section):
-    name: Literal["whisper", "kimi-audio"] = Field("whisper", description='Model family to fine-tune: "whisper" or "kimi-audio".')
+    name: str = Field("whisper", description='Model family to fine-tune: "whisper" or "kimi-audio".')
     model: str = Field(
         "tiny",
         description='"tiny" = a small model built locally from the training transcripts,\n'
@@ -165,6 +165,21 @@ class EngineSection(_Section):
         "auto", description='Where to run: "auto" (GPU if available), "cpu" or "cuda".'
     )
     language: str = Field("zh", description='Language code of the speech (e.g. "zh").')
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _registered_engine(cls, value: str) -> str:
+        # The registry, not a Literal: an engine registered from outside (KIMI_TUI_ENGINES) is a valid name.
+        from kimi_tui.engines import engine_names, unknown_engine_text
+        from kimi_tui.errors import KimiTuiError
+
+        try:
+            known = value in engine_names()
+        except KimiTuiError as exc:  # KIMI_TUI_ENGINES malformed: said here, at the field it decides
+            raise PydanticCustomError(_CUSTOM, str(exc)) from None
+        if not known:
+            raise PydanticCustomError(_CUSTOM, unknown_engine_text(value))
+        return value
 
 
 class TrainSection(_Section):

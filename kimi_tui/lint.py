@@ -23,7 +23,6 @@ passed in by the caller (reading NVML is the caller's choice).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -147,125 +146,27 @@ def _fmt_lr(value: float) -> str:
     return f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
+def _engine_of(project: "Project"):
+    """The project's engine, or None when its registration cannot be loaded (_check_engine says why)."""
+    from kimi_tui.engines import get_engine
+
+    try:
+        return get_engine(project.config.engine.name)
+    except KimiTuiError:
+        return None
+
+
 def _check_engine(project: "Project", out: list[Lint]) -> None:
-    engine = project.config.engine
-    if engine.name == "kimi-audio":
-        _check_kimi_audio(project, out)
-        return
-    if engine.model == "tiny":
-        return
-    path = project.path(engine.model)
-    if path is None or not path.exists():
-        out.append(Lint(
-            "error", "engine.model",
-            f"{engine.model!r} is not \"tiny\" and the folder {path} does not exist.",
-            'Point it at a local copy of a Whisper checkpoint (e.g. openai/whisper-small, the folder '
-            'holding config.json), or use "tiny".',
-        ))
-        return
-    config_json = path / "config.json"
-    if not path.is_dir() or not config_json.is_file():
-        out.append(Lint(
-            "error", "engine.model",
-            f"{path} is not a Whisper checkpoint folder (it has no config.json).",
-            "Point it at the folder that holds config.json and the model weights.",
-        ))
-        return
-    try:
-        model_type = json.loads(config_json.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        model_type = None
-    if engine.name == "whisper" and model_type is not None and model_type != "whisper":
-        out.append(Lint(
-            "error", "engine.model",
-            f"{path} holds a {model_type!r} model, not a Whisper one (config.json model_type).",
-            "Point it at a Whisper checkpoint folder, or use \"tiny\".",
-        ))
-
-
-#: Interpreter probes by (interpreter, its modification time): one subprocess per environment per session.
-_PROBES: dict[tuple[str, float], dict] = {}
-#: Preflight fields that name a package of the environment: the user fixes them through kimi_audio.python.
-_ENVIRONMENT_FIELDS = ("kimi_audio.transformers", "kimi_audio.eval_strategy", "kimi_audio.torch", "kimi_audio.cuda",
-                       "kimi_audio.flash_attn", "kimi_audio.deepspeed")
-
-
-def _cached_probe(python: str) -> dict:
-    from kimi_tui.engines.kimi_audio_preflight import probe_interpreter
+    """The engine's own findings on its settings (engine.model, its [table])."""
+    from kimi_tui.engines import ENGINES_ENV, get_engine
 
     try:
-        key = (os.path.abspath(python), os.stat(python).st_mtime)
-    except OSError:
-        return probe_interpreter(python)
-    if key not in _PROBES:
-        _PROBES[key] = probe_interpreter(python)
-    return _PROBES[key]
-
-
-def _check_kimi_audio(project: "Project", out: list[Lint]) -> None:
-    """The kimi-audio engine's settings, then the preflight of the official code (its environment,
-    checkout, memory, disk); the schedule and GPU split are checked by the common checks."""
-    from kimi_tui.engines.kimi_audio import KimiAudioEngine
-    from kimi_tui.engines.kimi_audio_preflight import bf16_finding, preflight
-
-    cfg = project.config
-    ka, t, ds = cfg.kimi_audio, cfg.train, cfg.deepspeed
-    if not 0 < cfg.data.max_duration_s <= 30:
-        out.append(Lint(
-            "error", "data.max_duration_s",
-            f"max_duration_s = {cfg.data.max_duration_s:g}: Kimi-Audio takes clips of 30 s or less (longer audio is cut "
-            "in 30 s chunks and has hung multi-GPU ZeRO-3 runs).", "Set data.max_duration_s = 30.",
-        ))
-    if t.batch_size != 1 and ka.batching == "official":
-        out.append(Lint(
-            "error", "train.batch_size",
-            f'batch_size = {t.batch_size} with kimi_audio.batching = "official": the official loop asserts a micro '
-            "batch of 1 (twice).",
-            f'Set kimi_audio.batching = "kimi-tui" (padded batches, the official loss per sample), or batch_size = 1 '
-            f"and gradient_accumulation_steps = {t.batch_size * t.gradient_accumulation_steps} for the same effective batch.",
-        ))
-    if (finding := bf16_finding(t.bf16)) is not None:
-        out.append(finding)
-    engine = KimiAudioEngine()
-    paths: dict[str, Path | None] = {}
-    for key, what in (("checkout", "your clone of MoonshotAI/Kimi-Audio (git clone --recursive)"),
-                      ("base_model", "a local copy of moonshotai/Kimi-Audio-7B (huggingface-cli download "
-                                     "moonshotai/Kimi-Audio-7B --local-dir DIR)")):
-        try:
-            paths[key] = getattr(engine, key)(project)
-        except KimiTuiError as exc:
-            paths[key] = None
-            out.append(Lint("error", f"kimi_audio.{key}", str(exc).split(": ", 1)[-1], f"Set it to {what}."))
-    for key in ("glm4_tokenizer", "whisper"):
-        try:
-            paths[key] = engine._folder(project, key, required=False)
-        except KimiTuiError as exc:
-            paths[key] = None
-            out.append(Lint("error", f"kimi_audio.{key}", str(exc).split(": ", 1)[-1],
-                            'Give the folder\'s path, or "" to use the Hugging Face cache.'))
-    try:
-        python = engine.python(project)
+        engine = get_engine(project.config.engine.name)
     except KimiTuiError as exc:
-        out.append(Lint("error", "kimi_audio.python", str(exc).split(": ", 1)[-1],
-                        "Give the python of your Kimi-Audio environment (e.g. ~/kimi-env/bin/python)."))
+        out.append(Lint("error", "engine.name", str(exc), f"Fix the engine's registration ({ENGINES_ENV}), "
+                        "or pick another engine."))
         return
-    for finding in preflight(
-        checkout=paths["checkout"], python=python, base_model=paths["base_model"], n_samples=None,
-        epochs=t.epochs, batch_size=t.batch_size, grad_accum=t.gradient_accumulation_steps, save_steps=t.save_steps,
-        num_gpus=t.num_gpus * t.num_nodes, method=ka.method, zero_stage=ds.stage if ds.enabled else 0,
-        offload_optimizer=ds.enabled and ds.offload_optimizer, offload_param=ds.enabled and ds.offload_param,
-        max_audio_tokens=ka.max_audio_tokens, output_dir=project.training_dir, save_total_limit=t.save_total_limit,
-        bf16=t.bf16, probe=_cached_probe(python), whisper=paths["whisper"], batching=ka.batching,
-        device=cfg.engine.device,
-    ):
-        if ((finding.field == "train.save_steps" and "not known" in finding.message)
-                or finding.field in ("train.batch_size", "train.bf16")):
-            continue  # checked above, and the common schedule check counts the samples itself
-        if finding.field in _ENVIRONMENT_FIELDS:
-            finding = Lint(finding.level, "kimi_audio.python", finding.message, finding.fix)
-        if finding.field == "kimi_audio.checkout" and paths["checkout"] is None:
-            continue
-        out.append(finding)
+    out.extend(engine.lint(project))
 
 
 def _check_data(project: "Project", out: list[Lint]) -> None:
@@ -474,9 +375,10 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
     cfg = project.config
     t = cfg.train
     device = cfg.engine.device
-    tiny = cfg.engine.name == "whisper" and cfg.engine.model == "tiny"
-    # bf16 = false is advised only where fp32 can train: the kimi-audio engine's Whisper runs in bf16 only.
-    fp32_trains = cfg.engine.name != "kimi-audio"
+    engine = _engine_of(project)
+    tiny = engine is not None and engine.from_scratch(cfg)
+    # bf16 = false is advised only where fp32 can train (the kimi-audio engine's Whisper runs in bf16 only).
+    fp32_trains = engine is None or engine.trains_in_fp32
 
     if t.bf16 and device == "cpu" and fp32_trains:
         out.append(Lint(
@@ -511,26 +413,13 @@ def _check_training(project: "Project", gpus: "GpuSnapshot | None", out: list[Li
 
     ds = cfg.deepspeed
     on_cpu = device == "cpu" or (device == "auto" and gpus is not None and not gpus.available)
-    if ds.enabled and ds.stage == 3 and cfg.engine.name == "whisper" and on_cpu and deepspeed_installed():
-        finding = zero3_cpu_gather_finding(_installed_version("deepspeed"), t.num_gpus * t.num_nodes, sys.executable)
-        if finding is not None:
-            out.append(finding)
-    if ds.enabled and cfg.engine.name == "whisper" and not deepspeed_installed():
-        out.append(Lint(
-            "error", "deepspeed.enabled",
-            f"deepspeed is not installed for {sys.executable}, which runs the whisper engine's training.",
-            "pip install 'kimi-tui[deepspeed]' in this environment, or set deepspeed.enabled = false.",
-        ))
     if ds.enabled and ds.offload_param and ds.stage != 3:
         out.append(Lint(
             "warning", "deepspeed.offload_param", "offload_param only works with ZeRO stage 3.",
             "Set deepspeed.stage = 3, or offload_param = false.",
         ))
-    if t.eval_ratio > 0 and cfg.engine.name == "whisper":
-        out.append(Lint(
-            "note", "train.eval_ratio", "the whisper engine does not hold out a validation split yet; eval_ratio is ignored.",
-            "Keep eval_ratio = 0, and compare checkpoints on the test set in the Evaluation panel.",
-        ))
+    if engine is not None:
+        out.extend(engine.lint_training(project, on_cpu))
 
     if gpus is None:
         return

@@ -30,14 +30,8 @@ from kimi_tui.runs import StagePlan, list_runs, start_stage, stop_run, wait_run
 
 
 def plan_stage(project: Project, stage: str, resume: bool = False) -> StagePlan:
-    engine = get_engine(project.config.engine.name)
-    if stage == "train" and resume:
-        return engine._plan_train(project, resume=True)
-    if stage == "evaluate" and resume and engine.name == "kimi-audio":
-        return engine._plan_evaluate(project, resume=True)
-    if resume:
-        raise KimiTuiError(f"--resume applies to train (and to evaluate on the kimi-audio engine), not to {stage}")
-    return engine.plan(stage, project)
+    """The project's engine's plan for ``stage``; the engine refuses a resume it cannot do."""
+    return get_engine(project.config.engine.name).plan(stage, project, resume=resume)
 
 
 LOCK_WAIT_S = 15.0

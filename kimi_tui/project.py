@@ -86,9 +86,9 @@ class Project:
             d.test_csv, d.test_audio, d.test_jsonl)
         if not (csv or jsonl):
             return None
-        checkout = None
-        if self.config.engine.name == "kimi-audio" and self.config.kimi_audio.checkout.strip():
-            checkout = self.path(self.config.kimi_audio.checkout)
+        from kimi_tui.engines import get_engine
+
+        checkout = get_engine(self.config.engine.name).jsonl_audio_base(self)
         return load_split(
             split,
             csv_path=self.path(csv) if csv else None,
@@ -164,18 +164,9 @@ def engine_train_defaults(engine: str, model: str, n_samples: int | None) -> dic
     * kimi-audio: the [train] part of the kimi-audio-lora-1gpu preset, for the default LoRA method
       (lr 1e-4): the seed's 3e-6 was for full fine-tuning, at which LoRA adapters barely move.
     """
-    from kimi_tui.presets import PRESETS  # presets imports this module
+    from kimi_tui.engines import get_engine  # the engines import this module
 
-    if engine == "kimi-audio":
-        preset = PRESETS["kimi-audio-lora-1gpu"][1]
-    elif model == "tiny":
-        settings = {f"train.{key}": value for key, value in TINY_SCHEDULE.items()}
-        if n_samples is not None and n_samples >= 1:
-            settings["train.batch_size"] = min(TINY_SCHEDULE["batch_size"], n_samples)
-        return {**settings, "train.save_steps": "auto", "train.eval_ratio": 0.0}
-    else:
-        preset = PRESETS["whisper-small-finetune"][1]
-    return {key: value for key, value in preset.items() if key.startswith("train.")}
+    return get_engine(engine).train_defaults(model, n_samples)
 
 
 def apply_engine_defaults(project: Project) -> ProjectConfig:

@@ -7,7 +7,10 @@ directory's command.sh reproduces the stage by hand. Engines never run anything.
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import math
+import os
 from dataclasses import dataclass
 
 from kimi_tui.errors import KimiTuiError
@@ -201,13 +204,62 @@ def scoring_args(ev) -> list[str]:
             + (["--fillers"] if ev.remove_fillers else []) + (["--mixed"] if ev.mixed_tokens else []))
 
 
+# ---------------------------------------------------------------------------
+# The registry
+
+#: One line per engine: its kimi-tui.toml name -> "module:Class", imported only when the engine is
+#: used, so reading this table (the config's validation, the TUI's start-up) never imports an engine.
+ENGINES: dict[str, str] = {
+    "whisper": "kimi_tui.engines.whisper:WhisperEngine",
+    "kimi-audio": "kimi_tui.engines.kimi_audio:KimiAudioEngine",
+}
+
+#: Engines from outside the package: "name=module:Class" entries separated by commas, the module
+#: importable by the interpreter (PYTHONPATH). An environment variable because the stages run in
+#: processes of their own (python -m kimi_tui.pipeline, kimi_tui.supervisor) that inherit it.
+ENGINES_ENV = "KIMI_TUI_ENGINES"
+
+#: The engine `kimi-tui doctor` checks without --project: the official Kimi-Audio fine-tuning.
+DOCTOR_DEFAULT_ENGINE = "kimi-audio"
+
+
+def registered_engines() -> dict[str, str]:
+    """name -> "module:Class" of every engine: the package's, then those of $KIMI_TUI_ENGINES (read on
+    every call, so a test or a shell that sets it is seen at once; an entry there may replace one here)."""
+    engines = dict(ENGINES)
+    for entry in os.environ.get(ENGINES_ENV, "").replace(";", ",").split(","):
+        if not entry.strip():
+            continue
+        name, sep, target = (part.strip() for part in entry.partition("="))
+        module, colon, attr = target.partition(":")
+        if not sep or not name or not colon or not module or not attr:
+            raise KimiTuiError(f"{ENGINES_ENV}: {entry.strip()!r} is not name=module:Class "
+                               "(e.g. toy=my_engines:ToyEngine)")
+        engines[name] = target
+    return engines
+
+
+def engine_names() -> list[str]:
+    return list(registered_engines())
+
+
+def unknown_engine_text(name: str) -> str:
+    """"unknown engine 'x'; did you mean 'whisper'?", or the registered names when none is close."""
+    names = engine_names()
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else "registered engines are " + ", ".join(f"'{n}'" for n in names)
+    return f"unknown engine {name!r}; {hint}"
+
+
 def get_engine(name: str):
-    if name == "whisper":
-        from kimi_tui.engines.whisper import WhisperEngine
-
-        return WhisperEngine()
-    if name == "kimi-audio":
-        from kimi_tui.engines.kimi_audio import KimiAudioEngine
-
-        return KimiAudioEngine()
-    raise KimiTuiError(f"unknown engine {name!r}: use 'whisper' or 'kimi-audio'")
+    """The engine registered as ``name``, imported now; KimiTuiError (with a suggestion) for an unknown name."""
+    target = registered_engines().get(name)
+    if target is None:
+        raise KimiTuiError(unknown_engine_text(name))
+    module_name, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise KimiTuiError(f"engine {name!r} is registered as {target!r}, which cannot be loaded: "
+                           f"{type(exc).__name__}: {exc}") from None
+    return cls()

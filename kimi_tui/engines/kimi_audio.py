@@ -14,10 +14,14 @@ copy is run as a file; ``PYTHONPATH`` holds the checkout.
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
 import sys
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from kimi_tui.checkpoints import list_checkpoints
 from kimi_tui.engines import (
@@ -34,10 +38,13 @@ from kimi_tui.engines import (
     torchrun,
     trains_on,
 )
+from kimi_tui.engines.base import Engine
 from kimi_tui.errors import KimiTuiError
-from kimi_tui.fsutil import atomic_write_text
 from kimi_tui.project import Project
 from kimi_tui.runs import StagePlan
+
+if TYPE_CHECKING:
+    from kimi_tui.lint import Lint
 
 #: The stdlib-only files the worker needs, relative to the kimi_tui package.
 WORKER_FILES = ("__init__.py", "events.py", "data/fingerprints.py", "workers/__init__.py", "workers/deepspeed_setup.py", "workers/disk_full.py",
@@ -47,10 +54,32 @@ GLM4_ID = "THUDM/glm-4-voice-tokenizer"
 BASE_IDS = ("moonshotai/Kimi-Audio-7B", "moonshotai/Kimi-Audio-7B-Instruct")
 
 
+#: Interpreter probes by (interpreter, its modification time): one subprocess per environment per session.
+_PROBES: dict[tuple[str, float], dict] = {}
+#: Preflight fields that name a package of the environment: the user fixes them through kimi_audio.python.
+_ENVIRONMENT_FIELDS = ("kimi_audio.transformers", "kimi_audio.eval_strategy", "kimi_audio.torch", "kimi_audio.cuda",
+                       "kimi_audio.flash_attn", "kimi_audio.deepspeed")
 
-class KimiAudioEngine:
+
+def _cached_probe(python: str) -> dict:
+    from kimi_tui.engines.kimi_audio_preflight import probe_interpreter
+
+    try:
+        key = (os.path.abspath(python), os.stat(python).st_mtime)
+    except OSError:
+        return probe_interpreter(python)
+    if key not in _PROBES:
+        _PROBES[key] = probe_interpreter(python)
+    return _PROBES[key]
+
+
+class KimiAudioEngine(Engine):
     name = "kimi-audio"
+    label = "the official Kimi-Audio fine-tuning"
     stages = STAGES
+    resumable_stages = ("train", "evaluate")
+    trains_in_fp32 = False  # its Whisper encoder runs in bf16 only
+    worker_files = WORKER_FILES
 
     # -- configuration ------------------------------------------------------
 
@@ -109,21 +138,6 @@ class KimiAudioEngine:
             links.append(f"{GLM4_ID}={glm4}")
         return [arg for link in links for arg in ("--link", link)]
 
-    def worker_lib(self, project: Project) -> Path:
-        """Copies of the stdlib-only worker files, refreshed when kimi-tui changes."""
-        import kimi_tui
-
-        package = Path(kimi_tui.__file__).parent
-        lib = project.root / ".kimi-tui" / "lib"
-        for rel in WORKER_FILES:
-            source = package / rel
-            target = lib / "kimi_tui" / rel
-            text = source.read_text(encoding="utf-8")
-            if not target.exists() or target.read_text(encoding="utf-8") != text:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(target, text)
-        return lib
-
     def _env(self, project: Project, checkout: Path, **extra: str) -> dict[str, str]:
         env = dict(OFFLINE_ENV)
         env["PYTHONPATH"] = str(checkout)
@@ -157,10 +171,9 @@ class KimiAudioEngine:
 
     # -- plans --------------------------------------------------------------
 
-    def plan(self, stage: str, project: Project) -> StagePlan:
-        if stage not in STAGES:
-            raise KimiTuiError(f"unknown stage {stage!r}: stages are {', '.join(STAGES)}")
-        return getattr(self, f"_plan_{stage}")(project)
+    def plan_stage(self, stage: str, project: Project, resume: bool) -> StagePlan:
+        method = getattr(self, f"_plan_{stage}")
+        return method(project, resume=True) if resume else method(project)
 
     def _plan_prepare(self, project: Project) -> StagePlan:
         if project.config.data.max_duration_s <= 0 or project.config.data.max_duration_s > 30:
@@ -352,3 +365,153 @@ class KimiAudioEngine:
                          f"{', '.join(s for s, _ in chosen)} with {', '.join(n for n, _ in models)}, then score"),
         )
 
+    # -- configuration and findings -------------------------------------------
+
+    def train_defaults(self, model: str, n_samples: int | None) -> dict[str, Any]:
+        """The [train] part of the kimi-audio-lora-1gpu preset, for the default LoRA method (lr 1e-4)."""
+        from kimi_tui.presets import PRESETS
+
+        return {key: value for key, value in PRESETS["kimi-audio-lora-1gpu"][1].items() if key.startswith("train.")}
+
+    def jsonl_audio_base(self, project: Project) -> Path | None:
+        checkout = project.config.kimi_audio.checkout
+        return project.path(checkout) if checkout.strip() else None
+
+    def lint(self, project: Project) -> list["Lint"]:
+        """The kimi-audio engine's settings, then the preflight of the official code (its environment,
+        checkout, memory, disk); the schedule and GPU split are checked by the common checks."""
+        from kimi_tui.engines.kimi_audio_preflight import bf16_finding, preflight
+        from kimi_tui.lint import Lint
+
+        out: list[Lint] = []
+        cfg = project.config
+        ka, t, ds = cfg.kimi_audio, cfg.train, cfg.deepspeed
+        if not 0 < cfg.data.max_duration_s <= 30:
+            out.append(Lint(
+                "error", "data.max_duration_s",
+                f"max_duration_s = {cfg.data.max_duration_s:g}: Kimi-Audio takes clips of 30 s or less (longer audio is cut "
+                "in 30 s chunks and has hung multi-GPU ZeRO-3 runs).", "Set data.max_duration_s = 30.",
+            ))
+        if t.batch_size != 1 and ka.batching == "official":
+            out.append(Lint(
+                "error", "train.batch_size",
+                f'batch_size = {t.batch_size} with kimi_audio.batching = "official": the official loop asserts a micro '
+                "batch of 1 (twice).",
+                f'Set kimi_audio.batching = "kimi-tui" (padded batches, the official loss per sample), or batch_size = 1 '
+                f"and gradient_accumulation_steps = {t.batch_size * t.gradient_accumulation_steps} for the same effective batch.",
+            ))
+        if (finding := bf16_finding(t.bf16)) is not None:
+            out.append(finding)
+        paths: dict[str, Path | None] = {}
+        for key, what in (("checkout", "your clone of MoonshotAI/Kimi-Audio (git clone --recursive)"),
+                          ("base_model", "a local copy of moonshotai/Kimi-Audio-7B (huggingface-cli download "
+                                         "moonshotai/Kimi-Audio-7B --local-dir DIR)")):
+            try:
+                paths[key] = getattr(self, key)(project)
+            except KimiTuiError as exc:
+                paths[key] = None
+                out.append(Lint("error", f"kimi_audio.{key}", str(exc).split(": ", 1)[-1], f"Set it to {what}."))
+        for key in ("glm4_tokenizer", "whisper"):
+            try:
+                paths[key] = self._folder(project, key, required=False)
+            except KimiTuiError as exc:
+                paths[key] = None
+                out.append(Lint("error", f"kimi_audio.{key}", str(exc).split(": ", 1)[-1],
+                                'Give the folder\'s path, or "" to use the Hugging Face cache.'))
+        try:
+            python = self.python(project)
+        except KimiTuiError as exc:
+            out.append(Lint("error", "kimi_audio.python", str(exc).split(": ", 1)[-1],
+                            "Give the python of your Kimi-Audio environment (e.g. ~/kimi-env/bin/python)."))
+            return out
+        for finding in preflight(
+            checkout=paths["checkout"], python=python, base_model=paths["base_model"], n_samples=None,
+            epochs=t.epochs, batch_size=t.batch_size, grad_accum=t.gradient_accumulation_steps, save_steps=t.save_steps,
+            num_gpus=t.num_gpus * t.num_nodes, method=ka.method, zero_stage=ds.stage if ds.enabled else 0,
+            offload_optimizer=ds.enabled and ds.offload_optimizer, offload_param=ds.enabled and ds.offload_param,
+            max_audio_tokens=ka.max_audio_tokens, output_dir=project.training_dir, save_total_limit=t.save_total_limit,
+            bf16=t.bf16, probe=_cached_probe(python), whisper=paths["whisper"], batching=ka.batching,
+            device=cfg.engine.device,
+        ):
+            if ((finding.field == "train.save_steps" and "not known" in finding.message)
+                    or finding.field in ("train.batch_size", "train.bf16")):
+                continue  # checked above, and the common schedule check counts the samples itself
+            if finding.field in _ENVIRONMENT_FIELDS:
+                finding = Lint(finding.level, "kimi_audio.python", finding.message, finding.fix)
+            if finding.field == "kimi_audio.checkout" and paths["checkout"] is None:
+                continue
+            out.append(finding)
+        return out
+
+    # -- doctor -----------------------------------------------------------------
+
+    def doctor_header(self, project: Project | None, picked: str | None) -> str:
+        if project is None:
+            return ("doctor: checking the official Kimi-Audio fine-tuning (the kimi-audio engine; "
+                    "--engine whisper or --project DIR checks another)")
+        e = project.config.engine
+        chosen = f"; --engine {picked}, the project's is {e.name}" if picked and picked != e.name else ""
+        return (f"doctor: checking the kimi-audio engine (the official Kimi-Audio fine-tuning) of {project.root} "
+                f'(engine.device = "{e.device}"{chosen})')
+
+    def preflight(self, args: argparse.Namespace, project: Project | None,
+                  progress: Callable[[str], None]) -> Iterable["Lint"]:
+        """The official Kimi-Audio fine-tuning's findings, from the flags and the project's [kimi_audio] settings."""
+        from kimi_tui.engines.kimi_audio_preflight import iter_preflight
+
+        values = {
+            "n_samples": args.samples, "epochs": args.epochs, "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum, "save_steps": args.save_steps, "num_gpus": args.gpus,
+            "save_total_limit": args.save_total_limit, "zero_stage": args.zero_stage,
+            "offload_optimizer": args.offload_optimizer or None, "offload_param": args.offload_param or None,
+            "output_dir": args.output,
+        }
+        bf16 = True  # what the official recipe trains in; a project says its own
+        whisper = None  # the base model's whisper-large-v3/ unless the project names one
+        if project is not None:
+            from kimi_tui.lint import count_training_samples
+
+            t, ds = project.config.train, project.config.deepspeed
+            n, _where = count_training_samples(project)
+            from_project = {
+                "n_samples": n, "epochs": t.epochs, "batch_size": t.batch_size,
+                "grad_accum": t.gradient_accumulation_steps, "save_steps": t.save_steps, "num_gpus": t.num_gpus,
+                "save_total_limit": t.save_total_limit, "zero_stage": ds.stage if ds.enabled else None,
+                "offload_optimizer": ds.offload_optimizer if ds.enabled else None,
+                "offload_param": ds.offload_param if ds.enabled else None,
+                "output_dir": str(project.training_dir),
+            }
+            values = {k: (v if v is not None else from_project.get(k)) for k, v in values.items()}
+            bf16 = t.bf16
+            ka = project.config.kimi_audio
+            args.checkout = args.checkout or (str(project.path(ka.checkout)) if ka.checkout else None)
+            args.base_model = args.base_model or (str(project.path(ka.base_model)) if ka.base_model else None)
+            whisper = project.path(ka.whisper) if ka.whisper else None
+            if not args.python and ka.python:
+                args.python = self.python(project)
+            args.method = args.method or ka.method
+            if ds.enabled is False and args.zero_stage is None and args.method == "full":
+                values["zero_stage"] = 0  # the project trains without DeepSpeed
+        args.method = args.method or "full"
+        defaults = {"epochs": 5, "batch_size": 1, "grad_accum": 1, "save_steps": 1000, "num_gpus": 1,
+                    "save_total_limit": 10, "zero_stage": 3, "offload_optimizer": False, "offload_param": False}
+        values = {k: (defaults.get(k) if v is None else v) for k, v in values.items()}
+        save_steps = values["save_steps"]
+        if isinstance(save_steps, str) and save_steps != "auto":
+            try:
+                save_steps = int(save_steps)
+            except ValueError:
+                raise KimiTuiError(f"--save-steps must be a whole number or 'auto', not {save_steps!r}") from None
+        return iter_preflight(
+            checkout=Path(args.checkout) if args.checkout else None,
+            python=args.python,
+            base_model=Path(args.base_model) if args.base_model else None,
+            n_samples=values["n_samples"], epochs=values["epochs"], batch_size=values["batch_size"],
+            grad_accum=values["grad_accum"], save_steps=save_steps, num_gpus=values["num_gpus"],
+            method=args.method, zero_stage=values["zero_stage"], offload_optimizer=values["offload_optimizer"],
+            offload_param=values["offload_param"], max_audio_tokens=args.tokens or 500,
+            output_dir=Path(values["output_dir"]) if values["output_dir"] else None,
+            save_total_limit=values["save_total_limit"], bf16=bf16, gpu_memory_gb=args.gpu_memory_gb,
+            host_ram=args.host_ram_gb, whisper=whisper, progress=progress,
+            device=project.config.engine.device if project is not None else "auto",
+        )

@@ -9,7 +9,11 @@ All heavy work happens in kimi_tui.workers.whisper_worker.
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from kimi_tui.engines import (
     OFFLINE_ENV,
@@ -26,15 +30,29 @@ from kimi_tui.engines import (
     torchrun,
     trains_on,
 )
+from kimi_tui.engines.base import Engine
 from kimi_tui.errors import KimiTuiError
-from kimi_tui.project import Project
+from kimi_tui.project import TINY_SCHEDULE, Project
 from kimi_tui.runs import StagePlan
+
+if TYPE_CHECKING:
+    from kimi_tui.config import ProjectConfig
+    from kimi_tui.lint import Lint
 
 WORKER = [sys.executable, "-m", "kimi_tui.workers.whisper_worker"]
 
-class WhisperEngine:
+#: doctor's options that only the kimi-audio engine's check reads (the official code's environment and recipe).
+KIMI_AUDIO_ONLY_OPTIONS = {"checkout": "--checkout", "python": "--python", "base_model": "--base-model",
+                           "method": "--method", "zero_stage": "--zero-stage",
+                           "offload_optimizer": "--offload-optimizer", "offload_param": "--offload-param",
+                           "tokens": "--tokens"}
+
+
+class WhisperEngine(Engine):
     name = "whisper"
+    label = "a Hugging Face Whisper model, tiny or pretrained, in kimi-tui's own environment"
     stages = STAGES
+    resumable_stages = ("train",)
 
     def model_source(self, project: Project) -> str:
         model = project.config.engine.model
@@ -61,10 +79,9 @@ class WhisperEngine:
             save_steps=t.save_steps,
         )
 
-    def plan(self, stage: str, project: Project) -> StagePlan:
-        if stage not in STAGES:
-            raise KimiTuiError(f"unknown stage {stage!r}: stages are {', '.join(STAGES)}")
-        return getattr(self, f"_plan_{stage}")(project)
+    def plan_stage(self, stage: str, project: Project, resume: bool) -> StagePlan:
+        method = getattr(self, f"_plan_{stage}")
+        return method(project, resume=True) if resume else method(project)
 
     def _plan(self, project: Project, stage: str, args: list[str], **kw) -> StagePlan:
         return StagePlan(stage=stage, argv=WORKER + [stage] + args, env=dict(OFFLINE_ENV), cwd=str(project.root), **kw)
@@ -195,3 +212,126 @@ class WhisperEngine:
             inputs=[p for _, p in models], outputs=[str(out)],
             description=f"transcribe {', '.join(s for s, _ in chosen)} with {', '.join(n for n, _ in models)}, then score",
         )
+
+    # -- configuration and findings -------------------------------------------
+
+    def from_scratch(self, config: "ProjectConfig") -> bool:
+        return config.engine.model == "tiny"
+
+    def train_defaults(self, model: str, n_samples: int | None) -> dict[str, Any]:
+        """tiny: the sample's measured schedule (TINY_SCHEDULE) with batch_size = min(9, n); a
+        pretrained folder: the whisper-small-finetune preset's [train] part (see
+        kimi_tui.project.engine_train_defaults for why)."""
+        if model == "tiny":
+            settings = {f"train.{key}": value for key, value in TINY_SCHEDULE.items()}
+            if n_samples is not None and n_samples >= 1:
+                settings["train.batch_size"] = min(TINY_SCHEDULE["batch_size"], n_samples)
+            return {**settings, "train.save_steps": "auto", "train.eval_ratio": 0.0}
+        from kimi_tui.presets import PRESETS
+
+        return {key: value for key, value in PRESETS["whisper-small-finetune"][1].items() if key.startswith("train.")}
+
+    def lint(self, project: Project) -> list["Lint"]:
+        """engine.model: "tiny", or a folder holding a Whisper checkpoint's config.json."""
+        from kimi_tui.lint import Lint
+
+        engine = project.config.engine
+        if engine.model == "tiny":
+            return []
+        path = project.path(engine.model)
+        if path is None or not path.exists():
+            return [Lint(
+                "error", "engine.model",
+                f"{engine.model!r} is not \"tiny\" and the folder {path} does not exist.",
+                'Point it at a local copy of a Whisper checkpoint (e.g. openai/whisper-small, the folder '
+                'holding config.json), or use "tiny".',
+            )]
+        config_json = path / "config.json"
+        if not path.is_dir() or not config_json.is_file():
+            return [Lint(
+                "error", "engine.model",
+                f"{path} is not a Whisper checkpoint folder (it has no config.json).",
+                "Point it at the folder that holds config.json and the model weights.",
+            )]
+        try:
+            model_type = json.loads(config_json.read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            model_type = None
+        if model_type is not None and model_type != "whisper":
+            return [Lint(
+                "error", "engine.model",
+                f"{path} holds a {model_type!r} model, not a Whisper one (config.json model_type).",
+                "Point it at a Whisper checkpoint folder, or use \"tiny\".",
+            )]
+        return []
+
+    def lint_training(self, project: Project, on_cpu: bool) -> list["Lint"]:
+        """DeepSpeed in kimi-tui's own interpreter (installed; ZeRO-3 on gloo needs a fixed one), and
+        eval_ratio, which this engine's train worker does not use."""
+        from kimi_tui import lint  # its deepspeed_installed and _installed_version, as tests replace them
+
+        cfg = project.config
+        t, ds = cfg.train, cfg.deepspeed
+        out: list[Lint] = []
+        if ds.enabled and ds.stage == 3 and on_cpu and lint.deepspeed_installed():
+            finding = lint.zero3_cpu_gather_finding(lint._installed_version("deepspeed"), t.num_gpus * t.num_nodes,
+                                                    sys.executable)
+            if finding is not None:
+                out.append(finding)
+        if ds.enabled and not lint.deepspeed_installed():
+            out.append(lint.Lint(
+                "error", "deepspeed.enabled",
+                f"deepspeed is not installed for {sys.executable}, which runs the whisper engine's training.",
+                "pip install 'kimi-tui[deepspeed]' in this environment, or set deepspeed.enabled = false.",
+            ))
+        if t.eval_ratio > 0:
+            out.append(lint.Lint(
+                "note", "train.eval_ratio", "the whisper engine does not hold out a validation split yet; eval_ratio is ignored.",
+                "Keep eval_ratio = 0, and compare checkpoints on the test set in the Evaluation panel.",
+            ))
+        return out
+
+    # -- doctor -----------------------------------------------------------------
+
+    def doctor_header(self, project: Project | None, picked: str | None) -> str:
+        if project is None:
+            return ("doctor: checking the whisper engine (kimi-tui's own environment and this machine; "
+                    "--project DIR checks a project's settings too)")
+        e = project.config.engine
+        chosen = f"; --engine {picked}, the project's is {e.name}" if picked and picked != e.name else ""
+        return (f'doctor: checking the whisper engine of {project.root} (engine.model = "{e.model}", '
+                f'engine.device = "{e.device}"{chosen})')
+
+    def preflight(self, args: argparse.Namespace, project: Project | None,
+                  progress: Callable[[str], None]) -> Iterable["Lint"]:
+        """The whisper engine's findings: the project's settings with doctor's --epochs, --save-steps, ... applied."""
+        from pathlib import Path
+
+        from kimi_tui.engines.whisper_preflight import iter_preflight
+        from kimi_tui.lint import Lint
+
+        ignored = [flag for key, flag in KIMI_AUDIO_ONLY_OPTIONS.items() if getattr(args, key, None) not in (None, False)]
+        if args.samples is not None and project is not None:
+            ignored.append("--samples (the project's data is counted)")
+        if project is not None:
+            from dataclasses import replace
+
+            from kimi_tui.config import set_field
+
+            config = project.config
+            for key, value in (("engine.name", "whisper"), ("train.epochs", args.epochs),
+                               ("train.batch_size", args.batch_size),
+                               ("train.gradient_accumulation_steps", args.grad_accum),
+                               ("train.save_steps", args.save_steps), ("train.save_total_limit", args.save_total_limit),
+                               ("train.num_gpus", args.gpus)):
+                if value is not None:
+                    config = set_field(config, key, value, source="doctor")
+            project = replace(project, config=config)
+        elif any(getattr(args, k) is not None for k in ("samples", "epochs", "batch_size", "grad_accum", "save_steps",
+                                                            "save_total_limit", "gpus", "output")):
+            ignored.append("the schedule options (--samples, --epochs, ...: they need --project)")
+        if ignored:
+            yield Lint("note", "doctor", f"{', '.join(ignored)}: not used by the whisper engine's check (its stages run "
+                       f"in kimi-tui's interpreter, {sys.executable}).", "Leave them out, or pass --engine kimi-audio.")
+        yield from iter_preflight(project, output_dir=Path(args.output) if args.output else None,
+                                  gpu_memory_gb=args.gpu_memory_gb, host_ram=args.host_ram_gb, progress=progress)

@@ -45,7 +45,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from kimi_tui.config import ProjectConfig, format_float, load_config, save_config, set_field
-from kimi_tui.engines import STAGES, get_engine
+from kimi_tui.engines import STAGES, engine_names, get_engine
 from kimi_tui.errors import ConfigError, KimiTuiError
 from kimi_tui.lint import Lint, lint_project
 from kimi_tui.presets import PRESETS, apply_preset, preset_changes
@@ -244,13 +244,14 @@ class ConfigPanel(Panel):
 
     def _field_row(self, dotted: str, key: str, info: Any) -> ComposeResult:
         value = _get(self.working, dotted)
-        kind = _kind(info.annotation)
+        # engine.name is a str checked against the registry: its choices are the engines registered now
+        kind = "select" if dotted == "engine.name" else _kind(info.annotation)
         wid = field_id(dotted)
         tip = DESCRIPTIONS[dotted]
         if kind == "switch":
             widget: Widget = Switch(value=bool(value), id=wid, tooltip=tip, classes="config-value")
         elif kind == "select":
-            choices = get_args(info.annotation)
+            choices = engine_names() if dotted == "engine.name" else get_args(info.annotation)
             widget = Select([(as_text(c), c) for c in choices], value=value, allow_blank=False, compact=True,
                             id=wid, tooltip=tip, classes="config-value")
         else:

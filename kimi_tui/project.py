@@ -147,7 +147,8 @@ TINY_SCHEDULE = {
 
 
 def engine_train_defaults(engine: str, model: str, n_samples: int | None) -> dict[str, Any]:
-    """The [train] settings a new project of this engine starts with, as {"train.key": value}.
+    """The [train] settings a new project of this engine starts with, as {"train.key": value}: the
+    engine's ``train_defaults`` (kimi_tui/engines/), which today give what follows.
 
     Why per engine: no one schedule learns on every engine. The config's own defaults are the seed
     report's small-data table for a full fine-tune of Kimi-Audio (lr 3e-6, 10 epochs, batch 1 x

@@ -17,6 +17,7 @@ from kimi_tui.tui import messages
 from kimi_tui.tui.app import KimiTuiApp, stylesheets
 from kimi_tui.tui.checkpoints_panel import CheckpointsPanel
 from kimi_tui.tui.confirm_modal import ConfirmModal
+from kimi_tui.tui.project_watcher import ProjectWatcher
 
 SIZE = (80, 24)
 
@@ -48,6 +49,7 @@ class Harness(App):
 
     def compose(self) -> ComposeResult:
         yield CheckpointsPanel(self.project)
+        yield ProjectWatcher(self.project)  # what the workbench screen has: it tells the panel of changes
         yield Footer()
 
     def on_mount(self) -> None:

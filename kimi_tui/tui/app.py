@@ -24,6 +24,7 @@ from kimi_tui.errors import KimiTuiError
 from kimi_tui.tui import messages
 from kimi_tui.tui.error_modal import ErrorModal
 from kimi_tui.tui.panel import Panel
+from kimi_tui.tui.project_watcher import ProjectWatcher
 
 if TYPE_CHECKING:
     from kimi_tui.project import Project
@@ -99,6 +100,7 @@ class WorkbenchScreen(Screen):
                 with TabPane(f"{number} {title}", id=f"tab-{panel_id}"):
                     if panel_id == "dataset":
                         yield panel_class(panel_id)(self.project)
+        yield ProjectWatcher(self.project)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -158,19 +160,21 @@ class WorkbenchScreen(Screen):
         except KimiTuiError as exc:
             self.app.notify(str(exc), title="kimi-tui.toml", severity="error")
             return
+        self.query_one(ProjectWatcher).reload_project(self.project)
         for panel in self.panels():
             panel.reload_project(self.project)
 
-    def on_show_finding(self, message: messages.ShowFinding) -> None:
+    # A message from one panel for another is handed on as a new message (a message is delivered
+    # once); the receiving panel stops it, so it does not come back up here.
+
+    async def on_show_finding(self, message: messages.ShowFinding) -> None:
         self.action_show("dataset")
-        panel = self.panel("dataset")
-        if panel is not None and hasattr(panel, "jump_to"):
-            panel.jump_to(message.split, message.utt_id, message.line)
+        panel = await self.mount_panel("dataset")
+        panel.post_message(messages.ShowFinding(message.split, message.utt_id, message.line))
 
     async def on_run_started(self, message: messages.RunStarted) -> None:
         run_panel = await self.mount_panel("run")
-        if hasattr(run_panel, "follow_run"):
-            run_panel.follow_run(message.run_dir)
+        run_panel.post_message(messages.RunStarted(message.run_dir))
 
     async def on_models_picked(self, message: messages.ModelsPicked) -> None:
         panel = await self.mount_panel("evaluation")

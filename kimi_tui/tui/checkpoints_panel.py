@@ -9,12 +9,11 @@ Why it works this way:
   "unreadable: <file>: <reason>", because chmod fixes it, not training again.
   training/final and exports/final are listed too, because they are what
   export and evaluation use.
-* It updates by itself while a run saves: ``watchfiles`` watches training/ (or,
-  until training/ exists, the project folder non-recursively, to see it appear).
-  Notifications do not work everywhere (NFS home directories on GPU clusters,
-  inotify limits), so every wake-up, including a timeout every 2 s, also
-  compares a cheap stat signature of the folders: the panel is right even when
-  no event ever arrives. Listing (which sums folder sizes) runs in a worker.
+* It updates by itself while a run saves: the workbench's one ProjectWatcher
+  (tui/project_watcher.py) posts CheckpointsChanged when training/ or exports/
+  change, from notifications or, where none arrive (NFS, inotify limits), from
+  a stat fingerprint it compares every 2 s. Listing (which sums folder sizes)
+  runs in a worker; the rows themselves are kimi_tui/views/checkpoints.py's.
 * Marks (space) say which models to compare: ``e`` hands them to the
   Evaluation panel (ModelsPicked), ``c`` writes them to ``[eval] checkpoints``
   in kimi-tui.toml (read from disk, changed, saved with comments kept), so the
@@ -27,10 +26,8 @@ Why it works this way:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -47,11 +44,8 @@ from kimi_tui.tui import messages, ui_state
 from kimi_tui.tui.confirm_modal import ConfirmModal
 from kimi_tui.tui.panel import Panel, PaletteCommand
 from kimi_tui.views.checkpoints import (
-    Entry, human_age, human_size, previous_outputs, previous_text, scan, signature, training_id,
+    Entry, human_age, human_size, previous_outputs, previous_text, scan, training_id,
 )
-
-POLL_S = 2.0  # the stat-signature check, whether or not the watcher reports anything
-
 
 def saved_marks(project: Project) -> set[str]:
     """The marks of the last session, if they were made on this training/ (see ui_state)."""
@@ -88,9 +82,6 @@ class CheckpointsPanel(Panel):
         self.marked: set[str] = set()
         self._loaded = False
         self._marks_restored = False  # the marks of the last session, read with the first scan
-        self._stop = threading.Event()
-        self._signature: tuple | None = None
-        self.watching = "starting"  # what the watcher does now (shown in the hint line): for debugging too
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="checkpoints-table", cursor_type="row", zebra_stripes=True)
@@ -110,11 +101,7 @@ class CheckpointsPanel(Panel):
         table.add_column("state", key="state", width=10)
         self._update_status()
         self.refresh_checkpoints()
-        self._watch()
         self.set_interval(30, self._render_rows)  # ages move on
-
-    def on_unmount(self) -> None:
-        self._stop.set()
 
     def focus_default(self) -> None:
         self.query_one(DataTable).focus()
@@ -126,65 +113,31 @@ class CheckpointsPanel(Panel):
 
     @work(thread=True, exclusive=True, group="checkpoints-scan", name="list checkpoints", exit_on_error=False)
     def _scan_worker(self, project: Project) -> None:
-        sig = signature(project)
         entries = scan(project)
         saved = None if self._marks_restored else saved_marks(project)
         previous = previous_outputs(project)
         if not get_current_worker().is_cancelled:
-            self.deliver(self._show, entries, sig, saved, previous)
+            self.deliver(self._show, entries, saved, previous)
 
-    @work(exclusive=True, group="checkpoints-watch", name="watch checkpoints", exit_on_error=False)
-    async def _watch(self) -> None:
-        """Refresh when training/ changes: notifications when they work, a stat check every POLL_S anyway."""
-        try:
-            from watchfiles import awatch
-        except ImportError:  # pragma: no cover - a dependency, but never fatal
-            awatch = None
-        while not self._stop.is_set():
-            project = self.project
-            training = project.training_dir
-            exists = training.is_dir()
-            target, recursive = (training, True) if exists else (project.root, False)
-            try:
-                if awatch is None:
-                    raise OSError("watchfiles is not installed")
-                self.watching = f"watching {target}"
-                async for changes in awatch(
-                    target, recursive=recursive, stop_event=self._stop, debounce=300,
-                    rust_timeout=int(POLL_S * 1000), yield_on_timeout=True, watch_filter=None,
-                ):
-                    await self._check(bool(changes))
-                    if training.is_dir() != exists or self.project.root != project.root:
-                        break  # training/ appeared or vanished: watch the other target
-            except Exception as exc:  # notify unavailable here (inotify limit, permissions): poll instead
-                self.watching = f"polling every {POLL_S:g} s ({type(exc).__name__}: {exc})"
-                await asyncio.sleep(POLL_S)
-                await self._check(False)
+    def on_checkpoints_changed(self, message: messages.CheckpointsChanged) -> None:
+        """training/ or exports/ changed on disk (the workbench's ProjectWatcher)."""
+        message.stop()
+        self.refresh_checkpoints()
 
-    async def _check(self, changed: bool) -> None:
-        sig = await asyncio.to_thread(signature, self.project)
-        if changed or sig != self._signature:
-            self._signature = sig
-            self.refresh_checkpoints()
-
-    def _show(self, entries: list[Entry], sig: tuple, saved: set[str] | None = None,
+    def _show(self, entries: list[Entry], saved: set[str] | None = None,
               previous: list[tuple[str, int]] | None = None) -> None:
-        before = {(e.key, e.state) for e in self.entries}
         kept = self.query_one("#checkpoints-previous", Static)
         kept.display = bool(previous)
         if previous:
             kept.update(previous_text(previous))
-        self._signature = sig
         self.entries = entries
         keys = {e.key for e in entries}
         if saved is not None and not self._marks_restored:
             self._marks_restored = True
             self.marked |= {e.key for e in entries if e.key in saved and e.complete}
         self.marked &= keys
-        first, self._loaded = not self._loaded, True
+        self._loaded = True
         self._render_rows()
-        if not first and before != {(e.key, e.state) for e in entries}:
-            self.post_message(messages.CheckpointsChanged())
 
     def _render_rows(self) -> None:
         table = self.query_one(DataTable)

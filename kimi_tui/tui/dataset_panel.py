@@ -38,6 +38,7 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from kimi_tui.tui import messages
 from kimi_tui.tui.panel import PaletteCommand, Panel
 from kimi_tui.tui.widgets.utterance_table import Cell, Column, UtteranceTable, column_width
 from kimi_tui.views.dataset import (
@@ -698,6 +699,11 @@ class DatasetPanel(Panel):
             self.show_split(split)
             self._show_pane("details")
             self._update_details((split, f))
+
+    def on_show_finding(self, message: messages.ShowFinding) -> None:
+        """Another panel named a finding (the workbench brought this tab forward)."""
+        message.stop()
+        self.jump_to(message.split, message.utt_id, message.line)
 
     def jump_to(self, split: str, utt_id: str | None, line: int | None) -> bool:
         """Show the row of ``split`` with this line (or id): switch split and clear filters as needed."""

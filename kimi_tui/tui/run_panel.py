@@ -1,9 +1,10 @@
 """Starting stages and watching them run, from a terminal that may close at any time.
 
 Runs are detached processes that write everything to runs/<id>/, so this panel
-owns nothing: it polls runs/ (a run started from the CLI, by the pipeline or by
-an earlier TUI shows up the same way as one started here), tails the followed
-run's stdout.log and events.jsonl from a remembered offset, and reads the GPUs.
+owns nothing: it re-reads runs/ on RunsChanged (the workbench's one watcher; a
+run started from the CLI, by the pipeline or by an earlier TUI shows up the same
+way as one started here), tails the followed run's stdout.log and events.jsonl
+from a remembered offset, and reads the GPUs.
 Quitting or losing SSH only stops the watching. Every read of the disk or the
 driver happens in a thread; starting and stopping do too (a stop can take
 seconds of SIGINT/SIGTERM grace).
@@ -206,7 +207,6 @@ class RunPanel(Panel):
         self._polling = False
         self._poll_again = False
         self._first_poll_done = False
-        self._runs_seen: tuple | None = None
         self._starting: str | None = None
         self._stopping: Path | None = None
         self._chart_chosen = False
@@ -233,7 +233,7 @@ class RunPanel(Panel):
         self.query_one(RunList).border_title = "Runs"
         self.query_one(LogView).border_title = "log"
         self.set_status("reading runs…")
-        self.set_interval(POLL_S, self._poll)
+        self.set_interval(POLL_S, self._show_followed)  # elapsed and ETA move on between events
         self._poll()
 
     def on_resize(self) -> None:
@@ -258,6 +258,11 @@ class RunPanel(Panel):
         self.query_one(StageList).focus()
 
     # -- following ----------------------------------------------------------------
+
+    def on_run_started(self, message: messages.RunStarted) -> None:
+        """A run started somewhere in the app (this panel's own start included): follow it."""
+        message.stop()
+        self.follow_run(message.run_dir)
 
     def follow_run(self, run_dir: Path) -> None:
         """Show RUN_DIR's log and progress (a run just started somewhere in the app)."""
@@ -330,7 +335,12 @@ class RunPanel(Panel):
         event.stop()
         self._follow_stage(event.option.id)
 
-    # -- polling runs/ and the followed run's events --------------------------------
+    # -- reading runs/ and the followed run's events --------------------------------
+
+    def on_runs_changed(self, message: messages.RunsChanged) -> None:
+        """Something under runs/ changed on disk (the workbench's ProjectWatcher)."""
+        message.stop()
+        self._poll()
 
     def _poll(self) -> None:
         if self._polling:
@@ -351,10 +361,6 @@ class RunPanel(Panel):
     def on_run_panel_runs_read(self, message: RunsRead) -> None:
         self._polling = False
         self.runs = message.runs
-        seen = tuple((r.run_id, r.state) for r in self.runs)
-        if self._runs_seen is not None and seen != self._runs_seen:
-            self.post_message(messages.RunsChanged())
-        self._runs_seen = seen
         self.query_one(StageList).update_runs(self.runs)
         self.query_one(GpuView).run_groups = {
             r.pgid: f"{r.stage} {run_time_label(r)}" for r in self.runs if r.pgid and r.active

@@ -4,9 +4,11 @@ Panels never call each other, so one can be rebuilt, or not built yet, without t
 others noticing: a panel posts a message and the screen (app.py's WorkbenchScreen)
 acts on it. A saved config is the one change every panel must re-read at once
 (ConfigSaved); a finding, a started run or picked checkpoints open the panel that
-shows them. What a run, a save or an evaluation writes reaches the other panels
-through the folder itself, which each of them watches, so RunsChanged,
-CheckpointsChanged and EvaluationsChanged need no handler.
+shows them, as a new message to that panel. What a run, a save or an evaluation
+writes behind the app's back comes from the screen's one ProjectWatcher
+(project_watcher.py), which sends RunsChanged, CheckpointsChanged and
+EvaluationsChanged to every panel on the screen; a panel that shows that area
+handles it (and stops it) by re-reading.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class CheckpointsChanged(Message):
 
 
 class EvaluationsChanged(Message):
-    """A new evaluation folder or metrics file appeared."""
+    """A new evaluation folder or metrics file appeared (the Evaluation panel still polls
+    evaluations/ itself as well)."""
 
 
 class ShowFinding(Message):

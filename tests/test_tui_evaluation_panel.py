@@ -28,6 +28,7 @@ from kimi_tui.config import save_config, set_field
 from kimi_tui.project import Project, init_project
 from kimi_tui.tui.app import KimiTuiApp, WorkbenchScreen, stylesheets
 from kimi_tui.tui.evaluation_panel import NO_EVALUATION, EvaluationPanel, points
+from kimi_tui.tui.project_watcher import ProjectWatcher
 from kimi_tui.tui.widgets.alignment_view import (
     STYLE_DEL,
     STYLE_SUB,
@@ -84,6 +85,7 @@ class Harness(App):
 
     def compose(self) -> ComposeResult:
         yield EvaluationPanel(self.project)
+        yield ProjectWatcher(self.project)  # what the workbench screen has: it tells the panel of changes
         yield Footer()
 
 

@@ -178,8 +178,7 @@ class WorkbenchScreen(Screen):
 
     async def on_models_picked(self, message: messages.ModelsPicked) -> None:
         panel = await self.mount_panel("evaluation")
-        if hasattr(panel, "pick_models"):
-            panel.pick_models(message.names)
+        panel.post_message(messages.ModelsPicked(message.names))
 
 
 class KimiTuiApp(App):

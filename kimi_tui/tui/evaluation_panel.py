@@ -16,9 +16,9 @@ Scores are recomputed from the evaluation folder's raw predictions with the norm
 project's config asks for (``kimi_tui.evaluate.report``), never read back from metrics.json, so
 changing ``[eval]`` options in the Config panel re-scores what is shown here and the export
 agrees with the screen. Loading, scoring, the bootstrap and the export run in named workers (a
-failure becomes the app's modal). The panel polls ``evaluations/`` every two seconds (a stat of
-a few files): a new evaluation appears without a key press, and one still being written is
-re-scored as its predictions grow.
+failure becomes the app's modal). The workbench's one watcher (tui/project_watcher.py) says when
+``evaluations/`` changed: a new evaluation appears without a key press, and one still being
+written is re-scored as its predictions grow.
 
 With ``[eval] mixed_tokens`` on, the table has an MER column beside CER (the same errors counted
 over CJK characters + Latin words, for code-switched speech), so what the report and the screen
@@ -65,11 +65,10 @@ from kimi_tui.evaluate.state import EvaluationState
 from kimi_tui.fsutil import atomic_write_json, atomic_write_text
 from kimi_tui.project import Project
 from kimi_tui.tui.panel import PaletteCommand, Panel
-from kimi_tui.tui import ui_state
+from kimi_tui.tui import messages, ui_state
 from kimi_tui.tui.widgets.alignment_view import STYLE_LABEL, AlignedModel, AlignmentView, UtteranceAlignment
 
 NO_EVALUATION = "No evaluation yet: run the evaluate stage (Run panel, or `kimi-tui run evaluate`)"
-POLL_SECONDS = 2.0
 # An evaluation still being written (no metrics.json yet) is re-scored at most this often.
 RESCORE_IN_PROGRESS_SECONDS = 10.0
 BOOTSTRAP_SEED = 0
@@ -305,7 +304,6 @@ class EvaluationPanel(Panel):
         self._show_message(NO_EVALUATION)
         self.set_status("no evaluation")
         self.poll()
-        self.set_interval(POLL_SECONDS, self.poll, name="evaluation: poll")
 
     def on_resize(self) -> None:
         # Side by side, the alignment needs ~30 cells beside the utterance list's 42: below that
@@ -319,6 +317,16 @@ class EvaluationPanel(Panel):
             self.focus()
 
     # ----------------------------------------------------------- loading
+
+    def on_evaluations_changed(self, message: messages.EvaluationsChanged) -> None:
+        """evaluations/ changed on disk (the workbench's ProjectWatcher)."""
+        message.stop()
+        self.poll()
+
+    def on_models_picked(self, message: messages.ModelsPicked) -> None:
+        """The Checkpoints panel's marked models, handed on by the workbench screen."""
+        message.stop()
+        self.pick_models(message.names)
 
     def poll(self) -> None:
         """Notice new evaluation folders and changed files in the one shown."""

@@ -63,7 +63,7 @@ def runs_signature(project: Project) -> tuple:
 
 
 def evaluations_signature(project: Project) -> tuple:
-    """evaluations/<run>/ and the model folders in it (stat only: names and mtimes)."""
+    """evaluations/<run>/, its plan and the files of the model folders in it (stat only)."""
     top = project.evaluations_dir
     try:
         runs = sorted(os.listdir(top))
@@ -76,8 +76,18 @@ def evaluations_signature(project: Project) -> tuple:
             models = sorted(os.listdir(folder)) if folder.is_dir() else []
         except OSError:
             models = []
-        parts.append((name, _stamp(folder), tuple((m, _stamp(folder / m / "metrics.json")) for m in models)))
+        parts.append((name, _stamp(folder), _stamp(folder / "evaluation.json"),
+                      tuple((m, _model_stamps(folder / m)) for m in models)))
     return tuple(parts)
+
+
+def _model_stamps(model_dir: Path) -> tuple:
+    """A model folder's predictions, status and metrics files: they grow while it is transcribed."""
+    try:
+        names = sorted(n for n in os.listdir(model_dir) if n.endswith((".jsonl", ".json")))
+    except OSError:
+        return ()
+    return tuple((n, _stamp(model_dir / n)) for n in names)
 
 
 def signatures(project: Project) -> dict[str, tuple]:

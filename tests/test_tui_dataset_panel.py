@@ -13,6 +13,7 @@ from kimi_tui.tui import messages
 from kimi_tui.tui.app import KimiTuiApp
 from kimi_tui.tui.dataset_panel import DatasetPanel
 from kimi_tui.tui.widgets.utterance_table import UtteranceTable
+from tui_helpers import wait_for
 
 TRAIN_CSV = "split_lingyin_audio_test.csv"
 
@@ -183,9 +184,8 @@ async def test_show_finding_message_and_next_finding_jump_through_filters(tmp_pa
         assert len(panel.view) == 1
         await pilot.press("3")  # another panel: the message brings the Dataset tab back
         app.screen.post_message(messages.ShowFinding("train", "lingyin_train_404", 11))
-        await pilot.pause()
-        await pilot.pause()
-        assert panel.selected_row.id == "lingyin_train_404"
+        # The screen hands the message on to the panel (two hops): wait for its effect, not a count of frames.
+        await wait_for(pilot, lambda: panel.selected_row is not None and panel.selected_row.id == "lingyin_train_404")
         assert search.value == "" and len(panel.view) == 10  # the search was hiding it
         assert "lingyin_train_404" in shown_ids(panel)  # and the table scrolled to it
 

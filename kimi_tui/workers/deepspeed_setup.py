@@ -128,10 +128,3 @@ def prepare_deepspeed(output: Path, stage: int, offload_optimizer: bool, offload
 
         deepspeed.init_distributed(dist_backend="gloo")
     return config
-
-
-def has_optimizer_state(checkpoint: Path) -> bool:
-    """The Trainer's optimizer.pt, or DeepSpeed's global_stepN/ (which holds it instead)."""
-    return (checkpoint / "optimizer.pt").exists() or any(
-        p.is_dir() and any(p.glob("*optim_states.pt")) for p in checkpoint.glob("global_step*")
-    )

@@ -2,11 +2,12 @@
 
 That environment is the official code's (transformers 4.46-4.50, torch, flash-attn,
 deepspeed), not kimi-tui's, so this module imports only the standard library and
-``kimi_tui.events`` at load time; torch, transformers, peft and the official
+stdlib-only kimi_tui modules (``events``, ``workers/runtime``, what the whisper worker
+shares with this one) at load time; torch, transformers, peft and the official
 packages (``finetune_codes``, ``kimia_infer``, ``finetune``) are imported inside the
-commands, from the checkout on ``PYTHONPATH``. The engine copies this file and
-``events.py`` into the project (``.kimi-tui/lib``) so no other part of kimi-tui is
-ever importable here; the engine runs that copy as a file.
+commands, from the checkout on ``PYTHONPATH``. The engine copies this file and those
+modules (its ``worker_files``) into the project (``.kimi-tui/lib``) so no other part of
+kimi-tui is ever importable here; the engine runs that copy as a file.
 
 Why a worker and not only the official scripts: the official extraction stops at
 the first bad file and cannot resume; ``finetune_ds.sh`` hard-codes every
@@ -46,6 +47,10 @@ from kimi_tui.workers.training_guards import guard_final_model, training_guard  
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full  # noqa: E402
 from kimi_tui.workers.deepspeed_setup import prepare_deepspeed  # noqa: E402
 from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env  # noqa: E402
+from kimi_tui.workers.runtime import (  # noqa: E402
+    WorkerError, atomic_write, inspect_sample, parse_shard, read_jsonl_samples as read_jsonl, run_command, say,
+    trainer_events_callback, write_model_status,
+)
 
 SAMPLE_RATE = 16000
 #: GLM-4-Voice tokens: one per 1280 samples at 16 kHz (12.5 Hz), per 30 s chunk.
@@ -53,16 +58,6 @@ SAMPLES_PER_TOKEN = 1280
 CHUNK_SAMPLES = 30 * SAMPLE_RATE
 TOKENIZER_FILES = ("tiktoken.model", "tokenizer_config.json", "tokenization_kimia.py", "special_tokens_map.json")
 LORA_NOTE = "kimi_tui_lora.json"
-
-
-class WorkerError(Exception):
-    """A problem the user can fix; printed without a traceback."""
-
-
-def say(message: str) -> None:
-    """A log line, from torchrun's rank 0 only: every rank would print the same line (errors are not said)."""
-    if os.environ.get("RANK", "0") == "0":
-        print(message, flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -119,31 +114,12 @@ def enter_checkout(args: argparse.Namespace) -> Path:
 # ---------------------------------------------------------------------------
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    samples = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                sample = json.loads(line)
-            except ValueError as exc:
-                raise WorkerError(f"{path}:{lineno}: not valid JSON ({exc})") from None
-            if not isinstance(sample, dict) or not isinstance(sample.get("conversation"), list):
-                raise WorkerError(f"{path}:{lineno}: no \"conversation\" list")
-            samples.append(sample)
-    return samples
-
-
 def audio_messages(sample: dict) -> list[dict]:
     return [m for m in sample["conversation"] if isinstance(m, dict) and m.get("message_type") == "audio"]
 
 
 def sample_id(sample: dict) -> str:
-    if sample.get("id"):
-        return str(sample["id"])
-    audios = audio_messages(sample)
-    return Path(str(audios[0]["content"])).stem if audios else ""
+    return inspect_sample(sample).key or ""
 
 
 def read_done_lines(path: Path) -> list[dict]:
@@ -167,15 +143,6 @@ def read_done_lines(path: Path) -> list[dict]:
     return good
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------
 # Shards over GPUs
 # ---------------------------------------------------------------------------
@@ -195,13 +162,6 @@ def run_shards(argv: list[str], gpus: int, events: EventWriter) -> None:
     codes = [p.wait() for p in procs]
     if any(codes):
         raise WorkerError(f"shard exit codes {codes}: see the lines above")
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    if not text:
-        return 0, 1
-    index, _, count = text.partition("/")
-    return int(index), int(count)
 
 
 # ---------------------------------------------------------------------------
@@ -522,35 +482,14 @@ def training_arguments(args: argparse.Namespace, ds_config: dict | None):
 
 
 def make_callback(events: EventWriter, total: int, is_main: bool):
-    from transformers import TrainerCallback
+    """The shared training events (runtime.trainer_events_callback); the Trainer's step count checked
+    against the plan's. ``is_main`` is False on torchrun's other ranks: they write no events."""
 
-    class KimiTuiEvents(TrainerCallback):
-        """Progress, loss and learning rate as events; the final step count checked against the plan."""
+    def check_total(args, state) -> None:
+        if state.max_steps != total:
+            say(f"note: the Trainer counts {state.max_steps} optimizer steps, the plan said {total}")
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            if is_main:
-                if state.max_steps != total:
-                    say(f"note: the Trainer counts {state.max_steps} optimizer steps, the plan said {total}")
-                events.progress(state.global_step, state.max_steps)
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not is_main or not logs:
-                return
-            values = {k: v for k, v in logs.items() if isinstance(v, (int, float)) and k != "epoch"}
-            if "loss" in values or "eval_loss" in values:
-                events.metric(state.global_step, **values)
-
-        def on_step_end(self, args, state, control, **kwargs):
-            # Every optimizer step (at most one event a second), not only at the logging steps.
-            if is_main:
-                events.step_progress(state.global_step, state.max_steps, epoch=round(float(state.epoch or 0.0), 4))
-
-        def on_save(self, args, state, control, **kwargs):
-            if is_main:
-                path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                events.artifact("checkpoint", path, step=state.global_step)
-
-    return KimiTuiEvents()
+    return trainer_events_callback(events if is_main else EventWriter(os.devnull), on_begin=check_total)
 
 
 def load_for_training(args: argparse.Namespace, training_args):
@@ -850,15 +789,6 @@ def prediction_name(shard: int, shards: int) -> str:
     return f"predictions.shard-{shard}-of-{shards}.jsonl" if shards > 1 else "predictions.jsonl"
 
 
-def write_model_status(target: Path, shard: tuple[int, int], state: str, **extra) -> None:
-    """<model>/status.json (status.shard-I-of-N.json per GPU): the transcriber's word on one model, so
-    a reader tells a model that failed (and why) from one cut short. Written like kimi_tui.fsutil
-    does (that module is not among the files copied for this worker's interpreter)."""
-    index, shards = shard
-    name = f"status.shard-{index}-of-{shards}.json" if shards > 1 else "status.json"
-    atomic_write(target / name, json.dumps({"state": state, "updated": time.time(), **extra}, ensure_ascii=False))
-
-
 def check_recorded(recorded: RecordedAudio, path: str) -> None:
     """A clip truncated or replaced since prepare recorded it is named, never tokenized or
     transcribed as the silence it now decodes to."""
@@ -890,8 +820,7 @@ def transcribe_one(args: argparse.Namespace, events: EventWriter, name: str, fol
             messages = [m for m in conversation if m.get("role") == "user"]
             for m in messages:
                 m.pop("audio_tokens", None)
-            reference = " ".join(str(m["content"]) for m in conversation
-                                 if m.get("role") == "assistant" and m.get("message_type") == "text")
+            reference = inspect_sample(sample).transcript or ""
             audio = audio_messages(sample)[0]["content"]
             began = time.time()
             try:
@@ -1046,7 +975,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     events = EventWriter()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+
+    def body() -> int:
         if args.command == "official":
             return cmd_official(args, command, events)
         code = {"extract": cmd_extract, "train": cmd_train, "transcribe": cmd_transcribe,
@@ -1054,13 +984,10 @@ def main(argv: list[str] | None = None) -> int:
         if code == 0:
             end_process_group()
         return code
-    except WorkerError as exc:
-        print(f"kimi-audio {args.command} failed: {exc}", file=sys.stderr, flush=True)
-        events.error(str(exc))
-        return 2
-    except KeyboardInterrupt:
-        print(f"kimi-audio {args.command}: stopped", file=sys.stderr, flush=True)
-        return 130
+
+    # An unexpected exception keeps Python's own traceback and exit status 1.
+    return run_command(body, events, failed=lambda message: (f"kimi-audio {args.command} failed: {message}", message),
+                       stopped=(f"kimi-audio {args.command}: stopped", ""))
 
 
 if __name__ == "__main__":

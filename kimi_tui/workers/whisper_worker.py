@@ -35,16 +35,19 @@ import os
 import re
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 from kimi_tui.data.fingerprints import AudioChangedError, RecordedAudio
 from kimi_tui.events import EventWriter
-from kimi_tui.workers.deepspeed_setup import has_optimizer_state, prepare_deepspeed
+from kimi_tui.workers.deepspeed_setup import prepare_deepspeed
 from kimi_tui.workers.cpu_threads import limit_cpu_threads
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
 from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env
+from kimi_tui.workers.runtime import (
+    WorkerError, complete_checkpoints, inspect_sample, numbered_jsonl_samples, parse_shard, run_command, say,
+    trainer_events_callback, write_model_status,
+)
 from kimi_tui.workers.training_guards import guard_final_model, training_guard
 
 SAMPLING_RATE = 16000
@@ -70,16 +73,6 @@ TINY_MAX_TARGET_POSITIONS = 128
 SPECIAL_TAG_RE = re.compile(r"<\|[^|>]*\|>")
 
 
-class WorkerError(Exception):
-    """Bad input: reported as one line, exit status 2."""
-
-
-def say(message: str) -> None:
-    """A log line, from torchrun's rank 0 only: every rank would print the same line (errors are not said)."""
-    if os.environ.get("RANK", "0") == "0":
-        print(message, flush=True)
-
-
 # ---------------------------------------------------------------------------
 # Input data
 # ---------------------------------------------------------------------------
@@ -88,50 +81,30 @@ def say(message: str) -> None:
 def read_kimi_jsonl(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """Samples of a Kimi-Audio JSONL file as dicts with id, audio (absolute path), text.
 
-    The audio is the first ``message_type == "audio"`` message, the reference the
-    last assistant text message ("" when there is none). A relative audio path
-    is resolved against the JSONL file's folder.
+    The id, audio and reference follow runtime.inspect_sample (the rule prepare and the scorer
+    use): the first audio message is the clip, the last assistant text message the reference
+    ("" when there is none). A relative audio path is resolved against the JSONL file's folder.
     """
     jsonl = Path(path)
     if not jsonl.is_file():
         raise WorkerError(f"JSONL file not found: {jsonl}")
     samples: list[dict[str, str]] = []
     seen: set[str] = set()
-    with open(jsonl, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:
-                raise WorkerError(f"{jsonl}:{lineno}: not valid JSON ({exc})") from None
-            if not isinstance(record, dict):
-                raise WorkerError(f"{jsonl}:{lineno}: expected a JSON object")
-            conversation = record.get("conversation")
-            if not isinstance(conversation, list):
-                raise WorkerError(f"{jsonl}:{lineno}: no 'conversation' list")
-            audio = None
-            text = ""
-            for message in conversation:
-                if not isinstance(message, dict):
-                    continue
-                kind = message.get("message_type")
-                if kind == "audio" and audio is None:
-                    audio = message.get("content")
-                elif kind == "text" and message.get("role") == "assistant":
-                    text = str(message.get("content") or "")
-            if not audio or not isinstance(audio, str):
-                raise WorkerError(f"{jsonl}:{lineno}: no audio message in the conversation")
-            audio_path = Path(audio)
-            if not audio_path.is_absolute():
-                audio_path = (jsonl.parent / audio_path).resolve()
-            if not audio_path.is_file():
-                raise WorkerError(f"{jsonl}:{lineno}: audio file not found: {audio_path}")
-            sample_id = str(record.get("id") or audio_path.stem)
-            if sample_id in seen:
-                raise WorkerError(f"{jsonl}:{lineno}: duplicate id {sample_id!r}")
-            seen.add(sample_id)
-            samples.append({"id": sample_id, "audio": str(audio_path), "text": text.strip()})
+    for lineno, record in numbered_jsonl_samples(jsonl):
+        shape = inspect_sample(record)
+        where = f"{jsonl}:{lineno}"
+        if not shape.audios:
+            raise WorkerError(f"{where}: no audio message in the conversation")
+        audio_path = Path(shape.audios[0])
+        if not audio_path.is_absolute():
+            audio_path = (jsonl.parent / audio_path).resolve()
+        if not audio_path.is_file():
+            raise WorkerError(f"{where}: audio file not found: {audio_path}")
+        sample_id = shape.key or audio_path.stem
+        if sample_id in seen:
+            raise WorkerError(f"{where}: duplicate id {sample_id!r}")
+        seen.add(sample_id)
+        samples.append({"id": sample_id, "audio": str(audio_path), "text": (shape.transcript or "").strip()})
     if not samples:
         raise WorkerError(f"{jsonl}: no samples")
     return samples
@@ -623,69 +596,38 @@ def training_arguments(**kwargs: Any):
 
 
 def make_callback(events: EventWriter, support: dict[str, Any]):
-    from transformers import TrainerCallback
+    """The shared training events (runtime.trainer_events_callback), with this engine's log lines;
+    each checkpoint folder is made self-contained (the Trainer saves the tokenizer only)."""
 
-    class KimiCallback(TrainerCallback):
-        """Progress/metric/artifact events and log lines; completes checkpoint folders."""
+    def began(args, state) -> None:
+        say(f"training: {state.max_steps} optimizer steps, {args.num_train_epochs:g} epochs")
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                events.progress(state.global_step, state.max_steps, epoch=state.epoch or 0.0)
-                say(f"training: {state.max_steps} optimizer steps, {args.num_train_epochs:g} epochs")
+    def logged(step: int, total: int, values: dict[str, Any]) -> None:
+        if "loss" in values:
+            say(
+                f"step {step}/{total} loss {values.get('loss', float('nan')):.4f} "
+                f"lr {values.get('learning_rate', 0.0):.3g} "
+                f"grad_norm {float(values.get('grad_norm') or 0.0):.3g} epoch {float(values.get('epoch') or 0.0):.2f}"
+            )
+        elif "train_runtime" in values:
+            say(f"train finished: {step} steps in {values['train_runtime']:.1f} s, "
+                f"mean loss {values.get('train_loss', float('nan')):.4f}")
 
-        def on_step_end(self, args, state, control, **kwargs):
-            # Every optimizer step (at most one event a second), not only at the logging steps:
-            # a 40 s wait on "10/200" reads as a hang.
-            if state.is_world_process_zero:
-                events.step_progress(state.global_step, state.max_steps, epoch=round(float(state.epoch or 0.0), 4))
+    def saved(folder: Path, step: int) -> None:
+        if folder.is_dir():
+            support["feature_extractor"].save_pretrained(str(folder))
+            save_tokenizer(support["tokenizer"], folder, support["meta"]["kind"])
+            write_meta(folder, {**support["meta"], "step": step})
+        say(f"saved checkpoint {folder}")
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not state.is_world_process_zero or not logs:
-                return
-            step, total = state.global_step, state.max_steps
-            if "loss" in logs:
-                values = {k: logs[k] for k in ("loss", "learning_rate", "grad_norm", "epoch") if k in logs}
-                values = {k: (float(v) if hasattr(v, "__float__") else v) for k, v in values.items()}
-                events.metric(step, **values)
-                say(
-                    f"step {step}/{total} loss {values.get('loss', float('nan')):.4f} "
-                    f"lr {values.get('learning_rate', 0.0):.3g} "
-                    f"grad_norm {float(values.get('grad_norm') or 0.0):.3g} epoch {float(values.get('epoch') or 0.0):.2f}"
-                )
-            elif "train_runtime" in logs:
-                summary = {k: v for k, v in logs.items() if isinstance(v, (int, float))}
-                events.metric(step, **summary)
-                say(
-                    f"train finished: {step} steps in {logs['train_runtime']:.1f} s, "
-                    f"mean loss {logs.get('train_loss', float('nan')):.4f}"
-                )
-
-        def on_save(self, args, state, control, **kwargs):
-            if not state.is_world_process_zero:
-                return
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                # Make the checkpoint self-contained (the Trainer saves the tokenizer only).
-                support["feature_extractor"].save_pretrained(str(folder))
-                save_tokenizer(support["tokenizer"], folder, support["meta"]["kind"])
-                write_meta(folder, {**support["meta"], "step": state.global_step})
-            events.artifact("checkpoint", folder, step=state.global_step)
-            say(f"saved checkpoint {folder}")
-
-    return KimiCallback()
+    return trainer_events_callback(events, on_begin=began, on_metric=logged, on_save=saved)
 
 
 def last_complete_checkpoint(output: Path) -> Path | None:
-    """The highest checkpoint-N whose save finished. The Trainer writes trainer_state.json after
-    the weights and optimizer state (optimizer.pt, or DeepSpeed's global_stepN/), so a folder cut
-    short by a kill or a full disk lacks it (or them); the Trainer's own resume_from_checkpoint=True would pick such a folder anyway."""
-    found = []
-    for folder in output.glob("checkpoint-*"):
-        step = folder.name.removeprefix("checkpoint-")
-        weights = any((folder / n).exists() for n in ("model.safetensors", "pytorch_model.bin"))
-        if step.isdigit() and weights and (folder / "trainer_state.json").exists() and has_optimizer_state(folder):
-            found.append((int(step), folder))
-    return max(found)[1] if found else None
+    """The highest checkpoint-N whose save finished, optimizer state included (runtime.checkpoint_complete
+    with resumable=True): the Trainer's own resume_from_checkpoint=True would pick a folder cut short."""
+    found = complete_checkpoints(output, resumable=True)
+    return found[max(found)] if found else None
 
 
 #: A training loss that fell by less than this fraction of its first logged value "did not move".
@@ -926,16 +868,6 @@ def greedy_generate(model, features, kind: str, max_new_tokens: int, language: s
         )
 
 
-def write_model_status(target: Path, shard: tuple[int, int], state: str, **extra: Any) -> None:
-    """<model>/status.json (status.shard-I-of-N.json per GPU): the transcriber's word on one model, so
-    a reader tells a model that failed (and why) from one cut short (kimi_tui.evaluate.state)."""
-    from kimi_tui.fsutil import atomic_write_json
-
-    index, shards = shard
-    name = f"status.shard-{index}-of-{shards}.json" if shards > 1 else "status.json"
-    atomic_write_json(target / name, {"state": state, "updated": time.time(), **extra})
-
-
 def model_problem(name: str, path: str) -> str | None:
     """Why a model folder cannot be transcribed before loading it, or None."""
     folder = Path(path)
@@ -1013,7 +945,7 @@ def cmd_transcribe(args: argparse.Namespace, events: EventWriter) -> None:
     if args.gpus > 1 and args.shard is None:
         transcribe_sharded(args, events, models, data)
         return
-    shard, shards = (int(x) for x in args.shard.split("/")) if args.shard else (0, 1)
+    shard, shards = parse_shard(args.shard)
     if shards > 1:
         data = {name: samples[shard::shards] for name, samples in data.items()}
     device = resolve_device(args.device)
@@ -1214,7 +1146,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.command == "train":
         one_gpu_unless_torchrun()
-    try:
+
+    def body() -> None:
         try:
             threads = limit_cpu_threads()  # before torch is imported: its thread pools read the environment
         except ValueError as exc:
@@ -1230,21 +1163,15 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
         COMMANDS[args.command](args, events)
         end_process_group()
-    except WorkerError as exc:
-        message = f"{args.command}: {exc}"
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        events.error(message)
-        return 2
-    except KeyboardInterrupt:
-        events.error(f"{args.command}: interrupted")
-        return 130
-    except Exception as exc:
-        traceback.print_exc()
+
+    def failed(message: str) -> tuple[str, str]:
+        return f"error: {args.command}: {message}", f"{args.command}: {message}"
+
+    def crashed(exc: Exception) -> tuple[str, str]:
         message = f"{args.command} failed: {type(exc).__name__}: {exc}"
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        events.error(message)
-        return 1
-    return 0
+        return f"error: {message}", message
+
+    return run_command(body, events, failed=failed, crashed=crashed, stopped=("", f"{args.command}: interrupted"))
 
 
 if __name__ == "__main__":

@@ -136,13 +136,14 @@ def start(project: Project, stage: str, resume: bool = False) -> Path:
 def _start_locked(project: Project, stage: str, resume: bool) -> Path:
     ensure_no_active(project, stage)
     if stage == "all":
+        stages = get_engine(project.config.engine.name).stages  # every engine's today: STAGES
         plan = StagePlan(
             stage="all",
             argv=[sys.executable, "-m", "kimi_tui.pipeline", "--project", str(project.root),
-                  "--stages", ",".join(STAGES)],
+                  "--stages", ",".join(stages)],
             env={"PYTHONUNBUFFERED": "1"},
             cwd=str(project.root),
-            description="every stage in order: " + " -> ".join(STAGES),
+            description="every stage in order: " + " -> ".join(stages),
         )
     else:
         plan = plan_stage(project, stage, resume=resume)

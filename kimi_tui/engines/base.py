@@ -33,7 +33,7 @@ class Engine(abc.ABC):
     name: ClassVar[str]
     #: What it is, for people: doctor's header, messages.
     label: ClassVar[str]
-    #: The stages it plans, in order (`run all` runs STAGES).
+    #: The stages it plans, in order: what `run all` runs (the Run panel lists STAGES).
     stages: ClassVar[tuple[str, ...]] = STAGES
     #: The stages whose plan takes resume=True (`kimi-tui run STAGE --resume`).
     resumable_stages: ClassVar[tuple[str, ...]] = ()

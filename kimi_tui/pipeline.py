@@ -53,16 +53,21 @@ def project_lock(project: Project, purpose: str, wait_s: float = LOCK_WAIT_S) ->
         raise RunError(f"cannot start a run in {project.runs_dir}: {describe_os_error(exc)}") from None
     try:
         deadline = time.monotonic() + wait_s
+        last_holder: object = None
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    try:
-                        holder = json.loads(path.read_text(encoding="utf-8") or "{}")
-                    except (OSError, ValueError):
-                        holder = {}
+                try:
+                    holder = json.loads(path.read_text(encoding="utf-8") or "{}")
+                except (OSError, ValueError):
+                    holder = {}
+                holder = holder if isinstance(holder, dict) else {}
+                key = (holder.get("pid"), holder.get("since"))
+                if key != last_holder:  # another process took it meanwhile: starts are progressing, wait on
+                    last_holder, deadline = key, time.monotonic() + wait_s
+                elif time.monotonic() > deadline:  # one holder for wait_s: it is stuck, or dead with the fd open
                     raise RunError(
                         f"{project.root} is locked by kimi-tui pid {holder.get('pid', '?')} on "
                         f"{holder.get('host', '?')} ({holder.get('purpose', 'starting a run')}) for over "

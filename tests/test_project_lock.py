@@ -42,15 +42,20 @@ def test_simultaneous_starts_from_separate_processes_give_exactly_one_run(projec
     go = project.root / "go"
     code = (
         "import os, sys, time\n"
-        f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"
         "from kimi_tui.cli import main\n"
+        "open(sys.argv[1], 'w').close()\n"  # imported and about to poll
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.001)\n"
         f"sys.exit(main(['run', 'all', '--project', {str(project.root)!r}]))\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(8)]
-    time.sleep(1.5)  # every process imported kimi-tui and is polling
+    ready = [project.root / f"ready-{i}" for i in range(8)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(mark)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for mark in ready]
+    deadline = time.monotonic() + 120
+    while not all(mark.exists() for mark in ready):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), [p.poll() for p in procs]
+        time.sleep(0.02)
     go.write_text("")
-    results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     runs = [r for r in list_runs(project.runs_dir) if r.stage == "all"]
     try:
         assert sum(1 for code, _ in results if code == 0) == 1, results
@@ -81,3 +86,24 @@ def test_a_lock_held_too_long_names_its_holder(project: Project) -> None:
     with project_lock(project, "after the holder died", wait_s=1):  # a dead holder's lock is released
         info = json.loads((project.runs_dir / ".lock").read_text())
         assert info["pid"] == os.getpid()
+
+
+def test_a_lock_passed_from_holder_to_holder_is_waited_for_past_the_limit(project: Project) -> None:
+    """Starts that follow each other (eight CLIs at once on a loaded machine) are progress, not a
+    stuck holder: the limit counts from when the current holder took the lock."""
+    chain = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from kimi_tui.pipeline import project_lock; from kimi_tui.project import Project\n"
+         f"p = Project.load({str(project.root)!r})\n"
+         "for i in range(3):\n"
+         "    with project_lock(p, f'holder {i}'):\n"
+         "        print(i, flush=True); time.sleep(0.8)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert chain.stdout.readline().strip() == "0"
+        with project_lock(project, "waiter", wait_s=1.5):  # 2.4 s of holders, none over 1.5 s
+            info = json.loads((project.runs_dir / ".lock").read_text())
+            assert info["pid"] == os.getpid()
+    finally:
+        chain.kill()
+        chain.wait()

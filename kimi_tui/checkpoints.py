@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json", "adapter_model.safetensors")
+# What a complete checkpoint holds is defined once, with the workers that write and resume them
+# (runtime.checkpoint_complete, by stat only); inspect_checkpoint below is its reading form.
+from kimi_tui.workers.runtime import CHECKPOINT_RE, DEEPSPEED_STEP_GLOB, TRAINER_STATE, WEIGHT_FILES
+
 
 State = Literal["complete", "incomplete", "unreadable"]
 
@@ -97,7 +98,7 @@ def _weights_problem(folder: Path, names: tuple[str, ...] = WEIGHT_FILES) -> str
             unreadable = unreadable or exc
         except _Missing as exc:
             missing = str(exc)
-    for step_dir in sorted(folder.glob("global_step*")):  # DeepSpeed's own layout
+    for step_dir in sorted(folder.glob(DEEPSPEED_STEP_GLOB)):  # DeepSpeed's own layout
         try:
             with os.scandir(step_dir) as it:
                 next(it, None)
@@ -168,7 +169,7 @@ def inspect_checkpoint(folder: Path) -> tuple[State, str, OSError | None, dict |
     """(state, problem, OSError, trainer state) of one checkpoint-N folder."""
     state = None
     try:
-        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
         if not isinstance(state, dict):
             state = None
             missing = "trainer_state.json is not a JSON object"

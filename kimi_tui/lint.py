@@ -350,18 +350,10 @@ def _check_checkpoint_names(project: "Project", n: int | None, out: list[Lint]) 
 
 def _complete_checkpoints(training_dir: Path) -> set[str]:
     """Names of complete checkpoint-N folders, by stat only (list_checkpoints also sums sizes: too slow
-    to run on every keystroke next to a run's 100 GB checkpoints)."""
-    try:
-        entries = list(training_dir.iterdir())
-    except OSError:
-        return set()
-    names = set()
-    for entry in entries:
-        if not CHECKPOINT_RE.match(entry.name) or not (entry / "trainer_state.json").is_file():
-            continue
-        if any((entry / w).exists() for w in WEIGHT_FILES) or any(entry.glob("global_step*")):
-            names.add(entry.name)
-    return names
+    to run on every keystroke next to a run's 100 GB checkpoints): the workers' own rule."""
+    from kimi_tui.workers.runtime import complete_checkpoints
+
+    return {folder.name for folder in complete_checkpoints(training_dir).values()}
 
 
 def _step_of(name: str) -> int:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from kimi_tui.errors import DataError
 from kimi_tui.fsutil import atomic_write_text
 from kimi_tui.data.transcripts import read_text
+# The one id/audio/reference rule, kept with the workers (they cannot import kimi_tui.data).
+from kimi_tui.workers.runtime import SampleShape, inspect_sample  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from kimi_tui.data.manifest import Utterance
@@ -112,65 +113,3 @@ def read_kimi_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             )
         samples.append(obj)
     return samples
-
-
-@dataclass
-class SampleShape:
-    """What :func:`inspect_sample` found in one decoded JSONL sample."""
-
-    sample_id: str | None = None
-    audios: list[str] = field(default_factory=list)
-    transcript: str | None = None
-    instruction: str | None = None  # the user text message(s), joined by newlines; None if there is none
-    problems: list[str] = field(default_factory=list)  # what is missing or of the wrong type
-
-
-def inspect_sample(obj: Any) -> SampleShape:
-    """Pull the id, audio path(s) and transcript out of one Kimi sample, listing what's wrong."""
-    shape = SampleShape()
-    if not isinstance(obj, dict):
-        shape.problems.append(f'is a JSON {type(obj).__name__}, not an object with a "conversation" list')
-        return shape
-    raw_id = obj.get("id")
-    if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool) and str(raw_id).strip():
-        shape.sample_id = str(raw_id).strip()
-    conv = obj.get("conversation")
-    if not isinstance(conv, list):
-        what = "has no" if conv is None else f"has a {type(conv).__name__} instead of a"
-        shape.problems.append(f'{what} "conversation" list')
-        return shape
-    texts: list[Any] = []
-    prompts: list[str] = []
-    for i, msg in enumerate(conv):
-        if not isinstance(msg, dict):
-            shape.problems.append(f"conversation[{i}] is not an object")
-            continue
-        kind = msg.get("message_type")
-        if kind == "audio":
-            content = msg.get("content")
-            if isinstance(content, str) and "\x00" in content:
-                # No file system takes a NUL in a path (os calls raise ValueError on it): the line is
-                # damaged or was written by a broken exporter, whatever the rest of the path says.
-                shape.problems.append(f'conversation[{i}] is an audio message whose file path {content!r} '
-                                      'contains a NUL character (\\u0000), which no file name can hold')
-            elif isinstance(content, str) and content.strip():
-                shape.audios.append(content.strip())
-            else:
-                shape.problems.append(f'conversation[{i}] is an audio message without a file path in "content"')
-        elif kind == "text" and msg.get("role") == "assistant":
-            texts.append(msg.get("content"))
-        elif kind == "text" and msg.get("role") == "user":
-            content = msg.get("content")
-            if isinstance(content, str) and content.strip():
-                prompts.append(content)
-    if prompts:
-        shape.instruction = "\n".join(prompts)
-    if not shape.audios and not any("audio message" in p for p in shape.problems):
-        shape.problems.append('has no audio message (message_type "audio" with the file path in "content")')
-    if not texts:
-        shape.problems.append('has no assistant text message (role "assistant", message_type "text") with the transcript')
-    elif not isinstance(texts[-1], str):
-        shape.problems.append('has an assistant text message whose "content" is not a string')
-    else:
-        shape.transcript = texts[-1]
-    return shape

@@ -29,6 +29,7 @@ from pathlib import Path
 from kimi_tui.data.transcripts import (ID_COLUMN_NAMES, TEXT_COLUMN_NAMES, describe_columns, find_column,
                                        normalize_column_name, read_text, sniff_delimiter)
 from kimi_tui.errors import DataError
+from kimi_tui.workers.runtime import inspect_sample
 
 JSON_ID_KEYS = ("id", "utt_id", "uttid", "key", "utt", "audio_id", "name")
 JSON_TEXT_KEYS = ("text", "hypothesis", "hyp", "prediction", "reference", "ref", "transcript", "sentence", "answer", "label")
@@ -208,11 +209,8 @@ def _read_jsonl(path: Path, text: str) -> tuple[dict[str, str], list[str]]:
             raise DataError(f"{path.name} line {line_no}: expected a JSON object with an id and a text")
         key = value = None
         if "conversation" in row and isinstance(row["conversation"], list):  # Kimi format
-            conv = row["conversation"]
-            audio = [m.get("content") for m in conv if isinstance(m, dict) and m.get("message_type") == "audio"]
-            texts = [m.get("content") for m in conv if isinstance(m, dict) and m.get("role") == "assistant"]
-            key = row.get("id") or (Path(str(audio[0])).stem if audio else None)
-            value = texts[-1] if texts else ""
+            shape = inspect_sample(row)  # the rule prepare and the transcribers use
+            key, value = shape.key, shape.transcript or ""
         else:
             for k in JSON_ID_KEYS:
                 if k in row:

@@ -336,9 +336,12 @@ def test_ctrl_c_while_a_command_waits_is_a_message_and_130(tmp_path: Path) -> No
     python = tmp_path / "slow-python"
     python.write_text('#!/bin/sh\ntouch "$MARK"\nexec sleep 60\n')
     python.chmod(0o755)
+    # As from a terminal: SIGINT at its default. A suite started in the background by a shell without
+    # job control inherits it ignored, and Python then installs no Ctrl-C handler at all.
     proc = subprocess.Popen([sys.executable, "-m", "kimi_tui", "doctor", "--python", str(python)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "MARK": str(mark)})
+                            env={**os.environ, "MARK": str(mark)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not mark.exists():

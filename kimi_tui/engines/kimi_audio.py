@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 #: The stdlib-only files the worker needs, relative to the kimi_tui package.
 WORKER_FILES = ("__init__.py", "events.py", "data/fingerprints.py", "workers/__init__.py", "workers/deepspeed_setup.py", "workers/disk_full.py",
                 "workers/gpus.py", "workers/kimi_audio_batching.py", "workers/kimi_audio_worker.py", "workers/runtime.py",
-                "workers/training_guards.py")
+                "workers/trainer_events.py", "workers/training_guards.py")
 WHISPER_ID = "openai/whisper-large-v3"
 GLM4_ID = "THUDM/glm-4-voice-tokenizer"
 BASE_IDS = ("moonshotai/Kimi-Audio-7B", "moonshotai/Kimi-Audio-7B-Instruct")

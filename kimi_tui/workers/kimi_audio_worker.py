@@ -49,8 +49,9 @@ from kimi_tui.workers.deepspeed_setup import prepare_deepspeed  # noqa: E402
 from kimi_tui.workers.gpus import end_process_group, exit_rank, one_gpu_unless_torchrun, shard_env  # noqa: E402
 from kimi_tui.workers.runtime import (  # noqa: E402
     WorkerError, atomic_write, inspect_sample, parse_shard, read_jsonl_samples as read_jsonl, run_command, say,
-    trainer_events_callback, write_model_status,
+    write_model_status,
 )
+from kimi_tui.workers.trainer_events import trainer_events_callback  # noqa: E402
 
 SAMPLE_RATE = 16000
 #: GLM-4-Voice tokens: one per 1280 samples at 16 kHz (12.5 Hz), per 30 s chunk.
@@ -482,7 +483,7 @@ def training_arguments(args: argparse.Namespace, ds_config: dict | None):
 
 
 def make_callback(events: EventWriter, total: int, is_main: bool):
-    """The shared training events (runtime.trainer_events_callback); the Trainer's step count checked
+    """The shared training events (trainer_events.trainer_events_callback); the Trainer's step count checked
     against the plan's. ``is_main`` is False on torchrun's other ranks: they write no events."""
 
     def check_total(args, state) -> None:

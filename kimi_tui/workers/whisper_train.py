@@ -16,7 +16,8 @@ from typing import Any
 from kimi_tui.events import EventWriter
 from kimi_tui.workers.deepspeed_setup import prepare_deepspeed
 from kimi_tui.workers.disk_full import handle_disk_full, is_disk_full
-from kimi_tui.workers.runtime import WorkerError, complete_checkpoints, say, trainer_events_callback
+from kimi_tui.workers.runtime import WorkerError, complete_checkpoints, say
+from kimi_tui.workers.trainer_events import trainer_events_callback
 from kimi_tui.workers.training_guards import guard_final_model, training_guard
 from kimi_tui.workers.whisper_data import load_features
 from kimi_tui.workers.whisper_model import (
@@ -80,7 +81,7 @@ def training_arguments(**kwargs: Any):
 
 
 def make_callback(events: EventWriter, support: dict[str, Any]):
-    """The shared training events (runtime.trainer_events_callback), with this engine's log lines;
+    """The shared training events (trainer_events.trainer_events_callback), with this engine's log lines;
     each checkpoint folder is made self-contained (the Trainer saves the tokenizer only)."""
 
     def began(args, state) -> None:

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from kimi_tui.checkpoints import CHECKPOINT_RE, WEIGHT_FILES
 from kimi_tui.engines import compute_schedule, processes
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.words import plural

@@ -105,9 +105,14 @@ class Engine(abc.ABC):
         """`kimi-tui doctor`'s first line: what is checked, and where the choice of engine came from."""
         if project is None:
             return f"doctor: checking the {self.name} engine ({self.label})"
-        e = project.config.engine
-        chosen = f"; --engine {picked}, the project's is {e.name}" if picked and picked != e.name else ""
-        return f'doctor: checking the {self.name} engine of {project.root} (engine.device = "{e.device}"{chosen})'
+        return (f'doctor: checking the {self.name} engine of {project.root} '
+                f'(engine.device = "{project.config.engine.device}"{self.picked_note(project, picked)})')
+
+    @staticmethod
+    def picked_note(project: "Project", picked: str | None) -> str:
+        """'; --engine X, the project's is Y' when doctor was told to check another engine than the project's."""
+        name = project.config.engine.name
+        return f"; --engine {picked}, the project's is {name}" if picked and picked != name else ""
 
     def preflight(self, args: argparse.Namespace, project: "Project | None",
                   progress: Callable[[str], None]) -> Iterable["Lint"]:

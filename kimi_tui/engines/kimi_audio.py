@@ -450,10 +450,8 @@ class KimiAudioEngine(Engine):
         if project is None:
             return ("doctor: checking the official Kimi-Audio fine-tuning (the kimi-audio engine; "
                     "--engine whisper or --project DIR checks another)")
-        e = project.config.engine
-        chosen = f"; --engine {picked}, the project's is {e.name}" if picked and picked != e.name else ""
         return (f"doctor: checking the kimi-audio engine (the official Kimi-Audio fine-tuning) of {project.root} "
-                f'(engine.device = "{e.device}"{chosen})')
+                f'(engine.device = "{project.config.engine.device}"{self.picked_note(project, picked)})')
 
     def preflight(self, args: argparse.Namespace, project: Project | None,
                   progress: Callable[[str], None]) -> Iterable["Lint"]:

@@ -298,9 +298,8 @@ class WhisperEngine(Engine):
             return ("doctor: checking the whisper engine (kimi-tui's own environment and this machine; "
                     "--project DIR checks a project's settings too)")
         e = project.config.engine
-        chosen = f"; --engine {picked}, the project's is {e.name}" if picked and picked != e.name else ""
         return (f'doctor: checking the whisper engine of {project.root} (engine.model = "{e.model}", '
-                f'engine.device = "{e.device}"{chosen})')
+                f'engine.device = "{e.device}"{self.picked_note(project, picked)})')
 
     def preflight(self, args: argparse.Namespace, project: Project | None,
                   progress: Callable[[str], None]) -> Iterable["Lint"]:

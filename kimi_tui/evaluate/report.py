@@ -45,7 +45,7 @@ from kimi_tui.evaluate.metric_table import (
 )
 from kimi_tui.evaluate.metrics import UtteranceScore, score_pairs, summarise
 from kimi_tui.evaluate.normalise import Normaliser
-from kimi_tui.evaluate.state import EvaluationState, evaluation_state, prediction_files
+from kimi_tui.evaluate.state import EvaluationState, evaluation_state, jsonl_rows, prediction_files
 
 SMALL_DATA = 100
 #: The per-utterance CSV (`kimi-tui report --format csv --utterances`) is long, one row per
@@ -83,18 +83,6 @@ class Evaluation:
         return self.model_state(model) in ("partial", "running")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a killed writer
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
-
 
 def load_evaluation(path: Path, state: EvaluationState | None = None, runs_dir: Path | None = None) -> Evaluation:
     """The folder's references and predictions, with its state (looked up unless given)."""
@@ -103,13 +91,13 @@ def load_evaluation(path: Path, state: EvaluationState | None = None, runs_dir: 
         raise KimiTuiError(f"{path} is not an evaluation folder (no evaluation.json)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     references: dict[str, dict[str, str]] = {}
-    for row in _read_jsonl(path / "references.jsonl"):
+    for row in jsonl_rows(path / "references.jsonl"):
         references.setdefault(row["split"], {})[str(row["id"])] = row.get("reference") or ""
     hypotheses: dict[str, dict[str, dict[str, str]]] = {}
     for model in meta["models"]:
         table: dict[str, dict[str, str]] = {}
         for pred_path in prediction_files(path / model):
-            for row in _read_jsonl(pred_path):
+            for row in jsonl_rows(pred_path):
                 table.setdefault(row.get("split", ""), {})[str(row.get("id"))] = row.get("hypothesis") or ""
         hypotheses[model] = table
     if state is None:

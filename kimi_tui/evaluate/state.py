@@ -36,6 +36,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 FORMAT = 2
 #: Folder states, most to least final.
@@ -124,6 +125,19 @@ class EvaluationState:
                 "run_id": self.run_id, "run_state": self.run_state}
 
 
+def jsonl_rows(path: Path) -> Iterator[dict]:
+    """The objects of a JSONL file the evaluate stage writes, skipping a last line cut short by a
+    killed writer (and anything that is not an object). Opening it may raise OSError."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict):
+                yield row
+
+
 def folder_identity(path: str | os.PathLike[str]) -> str | None:
     """'device:inode' of a model folder (kept by a rename, new for a new folder); None if unreadable."""
     try:
@@ -172,20 +186,10 @@ def _read_json(path: Path) -> dict | None:
 
 def _keys(path: Path) -> set[tuple[str, str]]:
     """(split, id) of every complete line of a predictions file."""
-    out: set[tuple[str, str]] = set()
     try:
-        fh = open(path, encoding="utf-8")
+        return {(str(row.get("split", "")), str(row.get("id"))) for row in jsonl_rows(path)}
     except OSError:
-        return out
-    with fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a killed writer
-            if isinstance(row, dict):
-                out.add((str(row.get("split", "")), str(row.get("id"))))
-    return out
+        return set()
 
 
 def prediction_files(model_dir: Path) -> list[Path]:

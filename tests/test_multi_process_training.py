@@ -8,24 +8,18 @@ import json
 import pytest
 
 from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.config import save_config, set_field
+from conftest import copy_converted
 from kimi_tui.engines import get_engine
 from kimi_tui.pipeline import start
-from kimi_tui.project import Project, init_project
 from kimi_tui.runs import wait_run
 
 
 @pytest.mark.slow
-def test_two_processes_train_as_planned_and_shard_the_transcription(tmp_path):
-    project = init_project(tmp_path / "p", sample=True)
-    config = project.config
-    for key, value in {"train.num_gpus": 2, "train.epochs": 20, "train.batch_size": 4,
-                       "train.gradient_accumulation_steps": 1, "engine.device": "cpu",
-                       "eval.checkpoints": "last", "eval.include_base": False}.items():
-        config = set_field(config, key, value)
-    save_config(project.config_path, config)
-    project = Project.load(project.root)
-    for stage in ("prepare", "extract", "convert", "train", "evaluate"):
+def test_two_processes_train_as_planned_and_shard_the_transcription(converted_sample, tmp_path):
+    project = copy_converted(converted_sample, tmp_path / "p", **{
+        "train.num_gpus": 2, "train.epochs": 20, "train.batch_size": 4, "train.gradient_accumulation_steps": 1,
+        "engine.device": "cpu", "eval.checkpoints": "last", "eval.include_base": False})
+    for stage in ("train", "evaluate"):  # prepare, extract and convert: the session's converted sample
         run_dir = start(project, stage)
         info = wait_run(run_dir)
         log = (run_dir / "stdout.log").read_text(encoding="utf-8", errors="replace")
@@ -47,18 +41,13 @@ def test_two_processes_train_as_planned_and_shard_the_transcription(tmp_path):
 
 
 @pytest.mark.slow
-def test_deepspeed_zero3_on_two_processes_trains_resumes_and_transcribes_like_its_export(tmp_path):
+def test_deepspeed_zero3_on_two_processes_trains_resumes_and_transcribes_like_its_export(converted_sample, tmp_path):
     """[deepspeed] is not only for the kimi-audio engine: the whisper engine trains with the same
     generated ZeRO config, so a user can try stage, offload and resume on a CPU before the GPUs."""
-    project = init_project(tmp_path / "p", sample=True)
-    config = project.config
-    for key, value in {"train.num_gpus": 2, "train.epochs": 4, "train.batch_size": 2,
-                       "train.gradient_accumulation_steps": 1, "engine.device": "cpu",
-                       "deepspeed.enabled": True, "deepspeed.stage": 3,
-                       "eval.checkpoints": "last", "eval.include_base": False}.items():
-        config = set_field(config, key, value)
-    save_config(project.config_path, config)
-    project = Project.load(project.root)
+    project = copy_converted(converted_sample, tmp_path / "p", **{
+        "train.num_gpus": 2, "train.epochs": 4, "train.batch_size": 2, "train.gradient_accumulation_steps": 1,
+        "engine.device": "cpu", "deepspeed.enabled": True, "deepspeed.stage": 3,
+        "eval.checkpoints": "last", "eval.include_base": False})
 
     def run(stage: str, resume: bool = False) -> str:
         run_dir = start(project, stage, resume=resume)
@@ -67,9 +56,7 @@ def test_deepspeed_zero3_on_two_processes_trains_resumes_and_transcribes_like_it
         assert info.state == "succeeded", f"{stage}:\n{log[-3000:]}"
         return log
 
-    for stage in ("prepare", "extract", "convert"):
-        run(stage)
-    log = run("train")
+    log = run("train")  # prepare, extract and convert: the session's converted sample
     assert "DeepSpeed ZeRO-3" in log
     ds = json.loads((project.training_dir / "ds_config.json").read_text())
     assert ds["zero_optimization"]["stage"] == 3 and "scheduler" not in ds

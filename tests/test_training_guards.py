@@ -152,23 +152,16 @@ def test_a_final_model_with_exploded_weights_fails_and_is_set_aside(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_learning_rate_that_blows_up_the_whisper_run_ends_it_failed_naming_the_step(tmp_path):
-    from kimi_tui.config import save_config, set_field
+def test_a_learning_rate_that_blows_up_the_whisper_run_ends_it_failed_naming_the_step(converted_sample, tmp_path):
+    from conftest import copy_converted
     from kimi_tui.pipeline import start
-    from kimi_tui.project import Project, init_project
     from kimi_tui.runs import wait_run
 
-    project = init_project(tmp_path / "p", sample=True)
-    config = project.config
-    for key, value in (("train.learning_rate", 1e3), ("train.epochs", 4), ("train.batch_size", 3),
-                       ("train.gradient_accumulation_steps", 1), ("train.warmup_ratio", 0.0), ("train.save_steps", 1),
-                       ("train.logging_steps", 1), ("engine.device", "cpu")):
-        config = set_field(config, key, value)
-    save_config(project.config_path, config)
-    project = Project.load(project.root)
-    for stage in ("prepare", "extract", "convert"):
-        assert wait_run(start(project, stage)).state == "succeeded"
-    run = start(project, "train")
+    project = copy_converted(converted_sample, tmp_path / "p", **dict((
+        ("train.learning_rate", 1e3), ("train.epochs", 4), ("train.batch_size", 3),
+        ("train.gradient_accumulation_steps", 1), ("train.warmup_ratio", 0.0), ("train.save_steps", 1),
+        ("train.logging_steps", 1), ("engine.device", "cpu"))))
+    run = start(project, "train")  # prepare, extract and convert: the session's converted sample
     info = wait_run(run)
     log_text = (run / "stdout.log").read_text(encoding="utf-8")
     assert info.state == "failed", log_text[-3000:]
@@ -187,27 +180,20 @@ def test_a_learning_rate_that_blows_up_the_whisper_run_ends_it_failed_naming_the
 
 
 @pytest.mark.slow
-def test_two_zero3_ranks_stop_together_on_a_checkpoint_only_rank_0_reads(tmp_path):
+def test_two_zero3_ranks_stop_together_on_a_checkpoint_only_rank_0_reads(converted_sample, tmp_path):
     """The verdict on a saved checkpoint is read on rank 0 and broadcast: both ranks stop at that step and
     fail (none waits for the other in a collective), the poisoned checkpoint is set aside."""
-    from kimi_tui.config import save_config, set_field
+    from conftest import copy_converted
     from kimi_tui.pipeline import start
-    from kimi_tui.project import Project, init_project
     from kimi_tui.runs import wait_run
 
-    project = init_project(tmp_path / "p", sample=True)
-    config = project.config
     # Warm-up makes step 1's rate 0 (checkpoint-1 is the base model); step 2's 1.7e29 throws every weight out.
-    for key, value in (("train.learning_rate", 1e30), ("train.epochs", 4), ("train.batch_size", 2),
-                       ("train.gradient_accumulation_steps", 1), ("train.warmup_ratio", 0.5), ("train.save_steps", 1),
-                       ("train.logging_steps", 1), ("engine.device", "cpu"), ("train.num_gpus", 2),
-                       ("deepspeed.enabled", True), ("deepspeed.stage", 3)):
-        config = set_field(config, key, value)
-    save_config(project.config_path, config)
-    project = Project.load(project.root)
-    for stage in ("prepare", "extract", "convert"):
-        assert wait_run(start(project, stage)).state == "succeeded"
-    run = start(project, "train")
+    project = copy_converted(converted_sample, tmp_path / "p", **dict((
+        ("train.learning_rate", 1e30), ("train.epochs", 4), ("train.batch_size", 2),
+        ("train.gradient_accumulation_steps", 1), ("train.warmup_ratio", 0.5), ("train.save_steps", 1),
+        ("train.logging_steps", 1), ("engine.device", "cpu"), ("train.num_gpus", 2),
+        ("deepspeed.enabled", True), ("deepspeed.stage", 3))))
+    run = start(project, "train")  # prepare, extract and convert: the session's converted sample
     info = wait_run(run)
     log_text = (run / "stdout.log").read_text(encoding="utf-8")
     assert info.state == "failed", log_text[-3000:]

@@ -405,3 +405,29 @@ async def test_quitting_says_which_runs_keep_running(project):
     assert line is not None and f"train {run_dir.name}" in line and "1 run keeps running" in line
     assert f"kimi-tui status --project {project.root}" in line
     assert RUN_PROCESSES[-1].poll() is None  # the run's process is untouched
+
+
+async def test_the_progress_line_grows_when_a_failure_reason_arrives_after_its_first_draw(tmp_path) -> None:
+    """The reason is read a moment after the run's state (status.json, then events.jsonl): the line
+    was measured once, without it, and the reason was cut after its first wrapped line (CI saw it)."""
+    from textual.app import App
+
+    from kimi_tui.progress import RunProgress
+    from kimi_tui.runs import RunInfo
+    from kimi_tui.tui.run_panel import ProgressLine
+
+    class One(App):
+        def compose(self):
+            yield ProgressLine(id="line")
+
+    info = RunInfo("r", tmp_path, "train", "failed", 1, 1.0, 1.0, 6.0, None, None, "h", {})
+    app = One()
+    async with app.run_test(size=(80, 24)) as pilot:
+        line = app.query_one(ProgressLine)
+        line.show(info, RunProgress())
+        await pilot.pause()
+        assert line.size.height == 1
+        later = RunProgress()
+        later.last_error = "x" * 150 + " the end"  # three lines at 80 columns
+        line.show(info, later)
+        await wait_until(pilot, lambda: line.size.height >= 3, "the line to hold the reason")

@@ -104,7 +104,9 @@ class ProgressLine(Widget):
 
     def show(self, info: RunInfo | None, progress: RunProgress) -> None:
         self.info, self.progress = info, progress
-        self.refresh()
+        # layout: the reason below the line can arrive (or grow) after the first draw, and an auto
+        # height is only measured again on a layout refresh; without it the reason was cut after a line.
+        self.refresh(layout=True)
 
     def render(self) -> Content:
         info, p = self.info, self.progress

@@ -189,6 +189,22 @@ def trained(converted_sample, tmp_path_factory) -> Path:
     return project.root
 
 
+def panel_shows(root: Path) -> dict:
+    """What the Evaluation panel shows once loaded, at 80x24: metrics rows by model, title, A/B pair, notices."""
+    import asyncio
+
+    async def run() -> dict:
+        app = Harness(root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            p = app.query_one(EvaluationPanel)
+            await settle(pilot, p)
+            return {"table": {r[0][2:].split(" ")[0]: r for r in rows(p.query_one("#ev-metrics", DataTable))},
+                    "title": str(p.border_title), "pair": (p.model_a, p.model_b),
+                    "notices": [str(n.message) for n in app._notifications]}
+
+    return asyncio.run(run())
+
+
 def copy_project(template: Path, where: Path) -> Project:
     shutil.copytree(template, where, ignore=shutil.ignore_patterns("runs", "evaluations"))
     return Project.load(where)
@@ -232,20 +248,12 @@ def test_a_checkpoint_deleted_mid_evaluation_is_failed_with_the_reason_everywher
     status = json.loads(kimi("status", "--project", str(project.root), "--json").stdout)
     assert status["evaluations"][0]["state"] == "failed"
 
-    async def panel() -> None:
-        app = Harness(project.root)
-        async with app.run_test(size=(80, 24)) as pilot:
-            p = app.query_one(EvaluationPanel)
-            await settle(pilot, p)
-            table = {r[0][2:].split(" ")[0]: r for r in rows(p.query_one("#ev-metrics", DataTable))}
-            assert table["checkpoint-6"][1:7] == ["failed", "-", "-", "-", "-", "-"]  # no number at all
-            assert table["checkpoint-4"][1].endswith("%")
-            assert "failed: checkpoint-6" in p.border_title
-            assert "checkpoint-6" not in (p.model_a, p.model_b)
-
-    import asyncio
-
-    asyncio.run(panel())
+    shown = panel_shows(project.root)
+    table = shown["table"]
+    assert table["checkpoint-6"][1:7] == ["failed", "-", "-", "-", "-", "-"]  # no number at all
+    assert table["checkpoint-4"][1].endswith("%")
+    assert "failed: checkpoint-6" in shown["title"]
+    assert "checkpoint-6" not in shown["pair"]
 
 
 def test_a_stopped_evaluation_is_partial_and_the_report_skips_it_for_the_last_complete(trained, tmp_path) -> None:
@@ -319,16 +327,6 @@ def test_after_a_re_train_old_numbers_say_which_folder_they_belong_to(trained, t
     assert evaluation_state(folder, project.runs_dir).notes() == [
         f"checkpoint-2 here is a model no longer on disk ({project.training_dir / 'checkpoint-2'} is gone)"]
 
-    async def panel() -> None:
-        app = Harness(project.root)
-        async with app.run_test(size=(80, 24)) as pilot:
-            p = app.query_one(EvaluationPanel)
-            await settle(pilot, p)
-            table = {r[0][2:].split(" ")[0]: r for r in rows(p.query_one("#ev-metrics", DataTable))}
-            assert "moved" in table["checkpoint-2"][0] and table["checkpoint-2"][1].endswith("%")
-            assert any("checkpoint-2 here is a model no longer on disk" in str(n.message)
-                       for n in app._notifications)
-
-    import asyncio
-
-    asyncio.run(panel())
+    shown = panel_shows(project.root)
+    assert "moved" in shown["table"]["checkpoint-2"][0] and shown["table"]["checkpoint-2"][1].endswith("%")
+    assert any("checkpoint-2 here is a model no longer on disk" in n for n in shown["notices"])

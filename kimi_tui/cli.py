@@ -134,11 +134,14 @@ def _learning_confirmed(project, stage: str, yes: bool) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kimi_tui.pipeline import start
+    from kimi_tui.pipeline import ensure_no_active, start
     from kimi_tui.project import Project
     from kimi_tui.runs import wait_run
 
     project = Project.load(_project_root(args.project))
+    # A stage another run holds is refused before any question: asking first would have the user
+    # answer (or pass --yes) only to be refused. start() checks again, under the project's lock.
+    ensure_no_active(project, args.stage)
     if not _learning_confirmed(project, args.stage, args.yes):
         return 1
     if args.stage == "all" and not args.yes and not _confirm_run_all_again(project):

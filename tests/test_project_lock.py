@@ -37,6 +37,23 @@ def test_the_second_start_is_told_which_run_holds_the_stage(project: Project) ->
         wait_run(first)
 
 
+def test_run_all_while_a_pipeline_runs_is_refused_by_name_before_any_question(project: Project) -> None:
+    """Outputs of an earlier run are there and a pipeline is running: `run all` names the running
+    pipeline at once, never asks to start everything again (nor asks for --yes) only to refuse then."""
+    project.train_jsonl.parent.mkdir(parents=True, exist_ok=True)
+    project.train_jsonl.write_text("", encoding="utf-8")  # an earlier run's output
+    first = start(project, "all")
+    try:
+        out = subprocess.run(CLI + ["run", "all", "--project", str(project.root)], capture_output=True, text=True,
+                             input="y\n")
+        assert out.returncode != 0
+        assert first.name in out.stderr and "kimi-tui stop" in out.stderr, out.stderr
+        assert "--yes" not in out.stderr and "Start every stage again" not in out.stdout + out.stderr
+    finally:
+        stop_run(first)
+        wait_run(first)
+
+
 def test_simultaneous_starts_from_separate_processes_give_exactly_one_run(project: Project) -> None:
     """Eight CLIs released at the same instant: one pipeline starts, seven are refused by name."""
     go = project.root / "go"

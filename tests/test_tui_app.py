@@ -108,3 +108,28 @@ async def test_a_panel_key_pressed_before_the_tabs_exist_is_not_lost(tmp_path: P
             await pilot.pause(0.05)
         assert app.screen.query_one(TabbedContent).active == "tab-run"
         await wait_for_all_panels(pilot)
+
+
+async def test_a_worker_result_that_arrives_as_the_app_quits_is_dropped_not_raised(tmp_path: Path) -> None:
+    """A panel still being built when the app quits has half its children: a result its worker sends
+    then must not reach code that queries them (the Run panel's first reading of runs/ failed a CI run
+    that way, under a test that had only looked at the Dataset panel)."""
+    from tui_helpers import wait_for, wait_for_panel
+
+    from kimi_tui.tui.messages import Deliver
+    from kimi_tui.tui.run_panel import RunPanel
+
+    root = init_project(tmp_path / "p", sample=True).root
+    app = KimiTuiApp(root)
+    shown: list[str] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = await wait_for_panel(pilot, RunPanel)
+        panel.deliver(shown.append, "while the app runs")
+        await wait_for(pilot, lambda: shown)
+        assert shown == ["while the app runs"]
+    # The app has shut down and the panel's children are gone, as when a reading of runs/ is
+    # still queued while the app quits: handled, the result is dropped, nothing raises.
+    assert not panel.children
+    panel._on_deliver(Deliver(panel._runs_read, [], None, 0))
+    panel._on_deliver(Deliver(shown.append, "after the quit"))
+    assert shown == ["while the app runs"]

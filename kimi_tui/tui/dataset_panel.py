@@ -288,9 +288,9 @@ class DatasetPanel(Panel):
             if data is None or worker.is_cancelled:
                 return
             loaded[split] = data
-            self.app.call_from_thread(self._apply, generation, data)
+            self.deliver(self._apply, generation, data)
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._finish, generation)
+            self.deliver(self._finish, generation)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Not stopped: the app still turns a failure into its error modal.

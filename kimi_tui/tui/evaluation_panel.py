@@ -376,7 +376,7 @@ class EvaluationPanel(Panel):
         loaded = load_and_score(folder, options, self.project.runs_dir)
         saved = None if self._pair_restored else ui_state.load(self.project.root, "evaluation")
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._on_loaded, generation, loaded, saved)
+            self.deliver(self._on_loaded, generation, loaded, saved)
 
     def _on_loaded(self, generation: int, loaded: Loaded, saved: dict | None = None) -> None:
         if generation != self._generation:
@@ -584,7 +584,7 @@ class EvaluationPanel(Panel):
         _, _, a, b, resamples = key
         result = compare(a, scores_a, b, scores_b, resamples=resamples, seed=BOOTSTRAP_SEED)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._on_compared, key, result)
+            self.deliver(self._on_compared, key, result)
 
     def _on_compared(self, key: tuple, result: PairedComparison) -> None:
         self._compare_cache[key] = result
@@ -843,10 +843,10 @@ class EvaluationPanel(Panel):
             atomic_write_json(paths[2], report)
             atomic_write_text(paths[3], render_utterances_csv(report))
         except OSError as exc:  # a read-only or full disk: the user can fix it and press e again
-            self.app.call_from_thread(self.notify, f"Cannot write the report into {ev.path}: {exc}",
-                                      title="Export", severity="error")
+            self.deliver(self.notify, f"Cannot write the report into {ev.path}: {exc}", title="Export",
+                         severity="error")
             return
-        self.app.call_from_thread(
+        self.deliver(
             self.notify, f"{ev.path}{os.sep}\n" + " · ".join(p.name for p in paths), title="Report written", timeout=8
         )
 

@@ -27,10 +27,11 @@ class Deliver(Message, bubble=False):
     ends then holds up the interpreter's exit); posting a message never waits.
     """
 
-    def __init__(self, callback: Callable[..., object], *args: object) -> None:
+    def __init__(self, callback: Callable[..., object], *args: object, **kwargs: object) -> None:
         super().__init__()
         self.callback = callback
         self.args = args
+        self.kwargs = kwargs
 
 
 class ConfigSaved(Message):

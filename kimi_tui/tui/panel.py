@@ -42,17 +42,26 @@ class Panel(Vertical, can_focus=True):
     def palette_commands(self) -> list[PaletteCommand]:
         return []
 
-    def deliver(self, callback: Callable[..., object], *args: object) -> None:
-        """From a worker thread: run ``callback(*args)`` on the UI thread, without waiting for it."""
+    def deliver(self, callback: Callable[..., object], *args: object, **kwargs: object) -> None:
+        """From a worker thread: run ``callback(*args, **kwargs)`` on the UI thread, without waiting
+        for it. Every panel's worker results come this way (never ``app.call_from_thread``)."""
         try:
-            self.post_message(Deliver(callback, *args))
+            self.post_message(Deliver(callback, *args, **kwargs))
         except RuntimeError:  # the app's loop is already closed: nobody is left to show it
             pass
+
+    @property
+    def takes_results(self) -> bool:
+        """Whether a worker's result can still be shown: not before the panel is mounted, nor once
+        the app is shutting down. A result that arrives as the app quits (perhaps while this panel
+        is still being built, its children half mounted) would query widgets that are gone."""
+        return self.is_mounted and self.is_attached and self.app.is_running
 
     @on(Deliver)
     def _on_deliver(self, message: Deliver) -> None:
         message.stop()
-        message.callback(*message.args)
+        if self.takes_results:
+            message.callback(*message.args, **message.kwargs)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Worker.StateChanged does not bubble: hand this panel's failed workers to the app,

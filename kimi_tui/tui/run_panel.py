@@ -26,7 +26,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import OptionList
 from textual.worker import Worker, WorkerState
@@ -192,13 +191,6 @@ class RunPanel(Panel):
                 tooltip="Hide the chart to give the log the whole height"),
     ]
 
-    class RunsRead(Message, bubble=False):
-        def __init__(self, runs: list[RunInfo], events: EventsRead | None, generation: int) -> None:
-            super().__init__()
-            self.runs = runs
-            self.events = events
-            self.generation = generation
-
     def __init__(self, project: Project, **kwargs) -> None:
         super().__init__(project, **kwargs)
         self.runs: list[RunInfo] = []
@@ -358,20 +350,20 @@ class RunPanel(Panel):
         except (OSError, KimiTuiError):  # a run folder removed mid-read: the next poll sees it gone
             runs = self.runs
         events = read_new_events(followed / "events.jsonl", offset) if followed else None
-        self.post_message(self.RunsRead(runs, events, generation))
+        self.deliver(self._runs_read, runs, events, generation)
 
-    def on_run_panel_runs_read(self, message: RunsRead) -> None:
+    def _runs_read(self, runs: list[RunInfo], events: EventsRead | None, generation: int) -> None:
         self._polling = False
-        self.runs = message.runs
+        self.runs = runs
         self.query_one(StageList).update_runs(self.runs)
         self.query_one(GpuView).run_groups = {
             r.pgid: f"{r.stage} {run_time_label(r)}" for r in self.runs if r.pgid and r.active
         }
-        if message.generation == self._generation and message.events is not None:
-            if message.events.start == self.progress.offset:
-                self.progress.merge(message.events)
-                if message.events.losses:
-                    self.query_one(LossPlot).add_points(message.events.losses)
+        if generation == self._generation and events is not None:
+            if events.start == self.progress.offset:
+                self.progress.merge(events)
+                if events.losses:
+                    self.query_one(LossPlot).add_points(events.losses)
                     if not self._chart_chosen:
                         self._show_chart("loss")
         self._follow_newer()
@@ -427,10 +419,17 @@ class RunPanel(Panel):
         self._check_outputs()
 
     @work(thread=True, name="check outputs", exit_on_error=False, group="run-start")
-    def _check_outputs(self) -> list[str]:
+    def _check_outputs(self) -> list[str] | KimiTuiError:
+        try:  # a pipeline another run holds is refused before the question, not after it
+            pipeline.ensure_no_active(self.project, "all")
+        except KimiTuiError as exc:
+            return exc
         return pipeline.existing_outputs(self.project)
 
-    def _outputs_checked(self, found: list[str]) -> None:
+    def _outputs_checked(self, found: list[str] | KimiTuiError) -> None:
+        if isinstance(found, KimiTuiError):
+            self.notify(str(found), title="Cannot start all", severity="error", timeout=10)
+            return
         if not found:
             self.start_stage("all")
             return

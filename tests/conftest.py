@@ -19,6 +19,15 @@ settings.register_profile("random")
 settings.load_profile(os.environ.get("KIMI_TUI_HYPOTHESIS", "gate"))
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Figures a test reports for people (the fault-injection trials), printed even under -q: a
+    test records them as the property "terminal_summary", which reaches here from xdist workers."""
+    for report in terminalreporter.getreports("passed") + terminalreporter.getreports("failed"):
+        for name, value in getattr(report, "user_properties", ()):
+            if name == "terminal_summary":
+                terminalreporter.write_line(str(value))
+
+
 @pytest.fixture(scope="session")
 def converted_sample(tmp_path_factory) -> Path:
     """The sample project on the tiny engine after prepare, extract and convert, made once a session.
@@ -36,6 +45,22 @@ def converted_sample(tmp_path_factory) -> Path:
         info = wait_run(start(project, stage), poll_s=0.05)
         assert info.state == "succeeded", (info.path / "stdout.log").read_text(errors="replace")[-2000:]
     return root
+
+
+@pytest.fixture(scope="session")
+def converted_kimi(tmp_path_factory) -> Path:
+    """A kimi-audio project on the checkout double after prepare, extract and convert, made once a
+    session (~9 s of stages on 2 cores). Its kimi-tui.toml names this session's checkout and model
+    folders; tests that train copy it (`copy_converted`) and never change those folders."""
+    from kimi_double import kimi_project
+    from kimi_tui.pipeline import start
+    from kimi_tui.runs import wait_run
+
+    project = kimi_project(tmp_path_factory.mktemp("converted-kimi"))
+    for stage in ("prepare", "extract", "convert"):
+        info = wait_run(start(project, stage), poll_s=0.05)
+        assert info.state == "succeeded", (info.path / "stdout.log").read_text(errors="replace")[-2000:]
+    return project.root
 
 
 def copy_converted(template: Path, where: Path, **settings):

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import torch
 
-from kimi_double import kimi_project
+from conftest import copy_converted
 from kimi_tui.engines import get_engine
 from kimi_tui.lint import lint_project
 from kimi_tui.pipeline import start
@@ -28,12 +28,9 @@ from test_kimi_audio_engine import configure, run_stage
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Project:
-    """A kimi-audio project on the double, prepared, extracted and converted once for this module."""
-    project = kimi_project(tmp_path_factory.mktemp("batching"))
-    for stage in ("prepare", "extract", "convert"):
-        run_stage(project, stage)
-    return project
+def converted(converted_kimi, tmp_path_factory) -> Project:
+    """A kimi-audio project on the double, prepared, extracted and converted: this module's copy."""
+    return copy_converted(converted_kimi, tmp_path_factory.mktemp("batching") / "project")
 
 
 def check_batching(project: Project, *extra: str, bf16: bool = False) -> dict:

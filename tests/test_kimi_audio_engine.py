@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import copy_converted
 
 from kimi_double import kimi_project, make_double
 from kimi_tui.config import save_config, set_field
@@ -267,10 +268,11 @@ def test_lora_pipeline_runs_every_stage_on_the_checkout_double(project):
 
 
 @pytest.mark.slow
-def test_full_fine_tuning_checkpoints_transcribe_like_their_export(project):
-    project = configure(project, kimi_audio__method="full", train__epochs=2, eval__splits=["train"],
-                        eval__checkpoints="last", eval__include_base=False)
-    for stage in ("prepare", "extract", "convert", "train", "export", "evaluate"):
+def test_full_fine_tuning_checkpoints_transcribe_like_their_export(converted_kimi, tmp_path):
+    project = copy_converted(converted_kimi, tmp_path / "project", **{
+        "kimi_audio.method": "full", "train.epochs": 2, "eval.splits": ["train"], "eval.checkpoints": "last",
+        "eval.include_base": False})
+    for stage in ("train", "export", "evaluate"):
         run_dir, log = run_stage(project, stage)
     got = predictions(log, project)
     assert set(got) == {"checkpoint-18", "export"}
@@ -279,15 +281,15 @@ def test_full_fine_tuning_checkpoints_transcribe_like_their_export(project):
 
 
 @pytest.mark.slow
-def test_full_fine_tuning_with_deepspeed_zero3_on_two_processes(project):
+def test_full_fine_tuning_with_deepspeed_zero3_on_two_processes(converted_kimi, tmp_path):
     """Two torchrun ranks (gloo on a CPU) share the ZeRO-3 shards: the schedule is the one planned
     for two GPUs, and the checkpoint holds the whole gathered model, the one that is exported."""
     from safetensors.torch import load_file
 
-    project = configure(project, kimi_audio__method="full", train__epochs=2, train__num_gpus=2,
-                        deepspeed__enabled=True, deepspeed__stage=3, eval__splits=["train"],
-                        eval__checkpoints="last", eval__include_base=False)
-    for stage in ("prepare", "extract", "convert", "train", "export", "evaluate"):
+    project = copy_converted(converted_kimi, tmp_path / "project", **{
+        "kimi_audio.method": "full", "train.epochs": 2, "train.num_gpus": 2, "deepspeed.enabled": True,
+        "deepspeed.stage": 3, "eval.splits": ["train"], "eval.checkpoints": "last", "eval.include_base": False})
+    for stage in ("train", "export", "evaluate"):
         run_dir, log = run_stage(project, stage)
         if stage == "train":
             assert "terminate called" not in log

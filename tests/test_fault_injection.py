@@ -5,7 +5,8 @@ with the planned number of optimizer steps, from a complete checkpoint; a run is
 (`interrupted`, `failed`) while a process of it lives, and never left "running" once none does;
 `stop` leaves no process of it; nothing of an earlier result is lost.
 
-The summary line (trials, recovered, lost, by class) is printed to the terminal even under -q.
+The summary line (trials, recovered, lost, by class) is printed at the end of the run, even under -q
+(and from the xdist workers).
 KIMI_TUI_FAULT_TRIALS sets the number of trials (default 6, every class: 2 mid-save and 2 random
 worker kills, 1 supervisor kill, 1 damaged status.json; the suite must stay under 20 minutes on a
 2-core machine, where each trial takes ~22 s, two at a time; KIMI_TUI_FAULT_TRIALS=21 or more for
@@ -214,7 +215,7 @@ def check_result(project: Project, trial: Trial, total: int, where: Path) -> Tri
     return trial
 
 
-def test_kill_9_during_training_and_saves_always_recovers(prepared, tmp_path, capsys) -> None:
+def test_kill_9_during_training_and_saves_always_recovers(prepared, tmp_path, record_property) -> None:
     template, total = prepared
     with ThreadPoolExecutor(max_workers=2) as pool:
         trials = list(pool.map(lambda n: one_trial(template, tmp_path / f"trial-{n}", n, total), range(TRIALS)))
@@ -222,14 +223,13 @@ def test_kill_9_during_training_and_saves_always_recovers(prepared, tmp_path, ca
     lost = len(trials) - recovered
     mid_save = [t for t in trials if "half-written" in t.killed_at]
     by_mode = {m: sum(t.mode == m for t in trials) for m in dict.fromkeys(MODES)}
-    with capsys.disabled():
-        print(f"\nfault injection (train: kill -9 of the worker mid-save {by_mode['mid-save']} / at random "
-              f"{by_mode['random']}, of its supervisor {by_mode['supervisor']}, status.json damaged {by_mode['status']}): "
-              f"trials {len(trials)}, recovered {recovered}, lost {lost}; "
-              f"{len(mid_save)} killed with a half-written checkpoint on disk")
-        for t in trials:
-            print(f"  #{t.number:2} {t.mode:8} on disk: {t.killed_at}; resumed from {t.resumed_from or '-'}; "
-                  f"final step {t.final_step}" + (f"; LOST: {t.why}" if not t.recovered else ""))
+    lines = [f"fault injection (train: kill -9 of the worker mid-save {by_mode['mid-save']} / at random "
+             f"{by_mode['random']}, of its supervisor {by_mode['supervisor']}, status.json damaged {by_mode['status']}): "
+             f"trials {len(trials)}, recovered {recovered}, lost {lost}; "
+             f"{len(mid_save)} killed with a half-written checkpoint on disk"]
+    lines += [f"  #{t.number:2} {t.mode:8} on disk: {t.killed_at}; resumed from {t.resumed_from or '-'}; "
+              f"final step {t.final_step}" + (f"; LOST: {t.why}" if not t.recovered else "") for t in trials]
+    record_property("terminal_summary", "\n".join(lines))  # printed at the end of the run (conftest.py)
     assert lost == 0, [t for t in trials if not t.recovered]
     assert mid_save, "no trial hit a checkpoint save in progress"
 

@@ -16,18 +16,17 @@ code's interfaces, read from its documented behaviour).
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from kimi_tui import memory
-from kimi_tui.engines import compute_schedule
+from kimi_tui.engines import compute_schedule, probe
+from kimi_tui.engines.probe import (
+    PROBE_TIMEOUT_S, TORCH_SECTION, TRANSFORMERS_SECTION, host_ram_gb, modules_section, probe_code, version_tuple,
+)
 from kimi_tui.lint import MIN_SAMPLES_PER_GPU, Lint, zero3_cpu_gather_finding
 
 __all__ = ["preflight", "iter_preflight", "probe_interpreter", "PROBE_CODE", "TOKENIZER_FILES", "host_ram_gb", "BF16_WHY", "BF16_FIX",
@@ -42,114 +41,32 @@ TRANSFORMERS_PIN = "transformers>=4.46,<5"
 #: Files the export step never writes and inference needs from the base model folder.
 TOKENIZER_FILES = ("tiktoken.model", "tokenizer_config.json", "tokenization_kimia.py", "special_tokens_map.json")
 GLM4_SUBMODULE = "kimia_infer/models/tokenizer/glm4"
-PROBE_TIMEOUT_S = 120.0
 #: Why fp32 training cannot work with the official code, and the fix (the lint and the train plan both say it).
 BF16_WHY = ("the official Whisper encoder (kimia_infer's WhisperEncoder.forward) casts its input to bfloat16 whatever "
             "the model's dtype, so fp32 training stops in its first convolution with \"Input type (c10::BFloat16) and "
             "bias type (float) should be the same\".")
 BF16_FIX = "Set train.bf16 = true: the official Whisper encoder always runs in bf16, on a CPU as well."
 
-# The probe runs inside the target interpreter. It is written without import
-# statements at line starts so the boundary test's source scan never mistakes it
-# for this module importing torch or transformers.
-PROBE_CODE = r"""
-def _probe():
-    il = __import__("importlib")
-    __import__("importlib.util")
-    dc = __import__("dataclasses")
-    js = __import__("json")
-    sysm = __import__("sys")
-    out = {"python": sysm.version.split()[0], "executable": sysm.executable}
-    def mod(name):
+# Runs inside the interpreter that will run the official code (engines/probe.py assembles it).
+PROBE_CODE = probe_code(
+    TRANSFORMERS_SECTION,
+    r"""    if tf is not None:
         try:
-            return il.import_module(name), None
-        except BaseException as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-    tf, err = mod("transformers")
-    out["transformers"] = getattr(tf, "__version__", None) if tf else None
-    out["transformers_error"] = err
-    if tf is not None:
-        try:
+            dc = __import__("dataclasses")
             names = {f.name for f in dc.fields(tf.TrainingArguments)}
             out["eval_strategy"] = "eval_strategy" in names
             out["evaluation_strategy"] = "evaluation_strategy" in names
         except BaseException as exc:
             out["training_arguments_error"] = f"{type(exc).__name__}: {exc}"
-    for name in ("flash_attn", "deepspeed", "peft"):
-        m, err = mod(name)
-        out[name] = getattr(m, "__version__", "installed") if m else None
-        out[name + "_error"] = err
-    torch, err = mod("torch")
-    out["torch"] = getattr(torch, "__version__", None) if torch else None
-    out["torch_error"] = err
-    if torch is not None:
-        try:
-            out["cuda"] = bool(torch.cuda.is_available())
-            out["cuda_devices"] = [
-                {"name": torch.cuda.get_device_name(i),
-                 "memory_total": torch.cuda.get_device_properties(i).total_memory}
-                for i in range(torch.cuda.device_count())
-            ] if out["cuda"] else []
-        except BaseException as exc:
-            out["cuda"] = False
-            out["cuda_error"] = f"{type(exc).__name__}: {exc}"
-    print()
-    print(js.dumps(out))
-_probe()
-"""
-
-
-def _version_tuple(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    match = re.match(r"(\d+)\.(\d+)", text)
-    return (int(match.group(1)), int(match.group(2))) if match else None
+""",
+    modules_section("flash_attn", "deepspeed", "peft"),
+    TORCH_SECTION,
+)
 
 
 def probe_interpreter(python: str | None = None, timeout: float = PROBE_TIMEOUT_S, code: str = PROBE_CODE) -> dict:
-    """What the interpreter that will run the official code has installed, in ONE subprocess.
-
-    Runs ``PYTHON -c CODE`` (PROBE_CODE; the whisper preflight passes its own) and parses the
-    last stdout line that is a JSON object. Never raises: a missing interpreter, a timeout or unreadable output
-    comes back as ``{"error": "..."}``.
-    """
-    exe = python or sys.executable
-    try:
-        proc = subprocess.run(
-            [exe, "-c", code], capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, "PYTHONWARNINGS": "ignore", "TRANSFORMERS_VERBOSITY": "error"},
-        )
-    except FileNotFoundError:
-        return {"error": f"no interpreter at {exe}", "kind": "missing"}
-    except PermissionError:
-        return {"error": f"{exe} is not executable", "kind": "missing"}
-    except OSError as exc:
-        return {"error": f"{exe} could not be started: {exc}", "kind": "missing"}
-    except subprocess.TimeoutExpired:
-        return {"error": f"probing {exe} took longer than {timeout:g} s", "kind": "timeout"}
-    for line in reversed(proc.stdout.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                data = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(data, dict):
-                return data
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-    return {"error": f"{exe} exited {proc.returncode} without an answer: {tail[0]}", "kind": "failed"}
-
-
-def host_ram_gb() -> float | None:
-    """MemTotal from /proc/meminfo in decimal GB; None where there is no /proc."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024 / memory.GB
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """What the interpreter that will run the official code has installed (engines/probe.py); never raises."""
+    return probe.probe_interpreter(python, timeout, code)
 
 
 def _gpu_memory_from_nvml() -> tuple[float | None, int | None]:
@@ -187,7 +104,7 @@ def _check_interpreter(probe: dict, python: str, checkout: Path | None, method: 
             f'{python} -m pip install "{TRANSFORMERS_PIN}"',
         ))
     else:
-        v = _version_tuple(version)
+        v = version_tuple(version)
         if v is not None and v >= TRANSFORMERS_MAX_EXCLUSIVE:
             out.append(Lint(
                 "error", "kimi_audio.transformers",

@@ -29,7 +29,10 @@ from typing import TYPE_CHECKING
 
 from kimi_tui import memory
 from kimi_tui.engines import compute_schedule, count_lines, processes
-from kimi_tui.engines.kimi_audio_preflight import PROBE_TIMEOUT_S, host_ram_gb, probe_interpreter
+from kimi_tui.engines.probe import (
+    PROBE_TIMEOUT_S, TORCH_SECTION, TRANSFORMERS_SECTION, host_ram_gb, modules_section, probe_code, probe_interpreter,
+    version_tuple,
+)
 from kimi_tui.lint import Lint, count_training_samples, lint_project
 
 if TYPE_CHECKING:
@@ -49,64 +52,25 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 #: of a few thousand, and the longest (30 s) chunk. It is a few million parameters whatever the data.
 _TINY_ASSUMED_VOCAB = 5000
 
-# Runs in kimi-tui's interpreter (the one the whisper workers run in). No import statements at line
-# starts, so the boundary test's source scan never takes it for this module importing torch.
-PROBE_CODE = r"""
-def _probe():
-    il = __import__("importlib")
-    js = __import__("json")
-    sysm = __import__("sys")
-    out = {"python": sysm.version.split()[0], "executable": sysm.executable}
-    def mod(name):
-        try:
-            return il.import_module(name), None
-        except BaseException as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-    torch, err = mod("torch")
-    out["torch"] = getattr(torch, "__version__", None) if torch else None
-    out["torch_error"] = err
-    if torch is not None:
-        try:
-            out["cuda"] = bool(torch.cuda.is_available())
-            out["cuda_devices"] = [
-                {"name": torch.cuda.get_device_name(i),
-                 "memory_total": torch.cuda.get_device_properties(i).total_memory}
-                for i in range(torch.cuda.device_count())
-            ] if out["cuda"] else []
-            out["bf16"] = bool(torch.cuda.is_bf16_supported()) if out["cuda"] else None
-        except BaseException as exc:
-            out["cuda"] = False
-            out["cuda_error"] = f"{type(exc).__name__}: {exc}"
-    tf, err = mod("transformers")
-    out["transformers"] = getattr(tf, "__version__", None) if tf else None
-    out["transformers_error"] = err
-    if tf is not None:
+# Runs in kimi-tui's interpreter, the one the whisper workers run in (engines/probe.py assembles it).
+PROBE_CODE = probe_code(
+    TORCH_SECTION,
+    TRANSFORMERS_SECTION,
+    r"""    if tf is not None:
         for name in ("WhisperForConditionalGeneration", "WhisperFeatureExtractor", "Trainer"):
             try:
                 getattr(tf, name)
             except BaseException as exc:
                 out["transformers_error"] = f"transformers.{name}: {type(exc).__name__}: {exc}"
                 break
-    for name in ("accelerate", "tokenizers", "soundfile", "torchaudio"):
-        m, err = mod(name)
-        out[name] = getattr(m, "__version__", "installed") if m else None
-        out[name + "_error"] = err
-    print()
-    print(js.dumps(out))
-_probe()
-"""
+""",
+    modules_section("accelerate", "tokenizers", "soundfile", "torchaudio"),
+)
 
 
 def probe_environment(python: str | None = None, timeout: float = PROBE_TIMEOUT_S) -> dict:
     """What the whisper workers' interpreter (kimi-tui's own) can import, in one subprocess; never raises."""
     return probe_interpreter(python or sys.executable, timeout, code=PROBE_CODE)
-
-
-def _version_tuple(text: str | None) -> tuple[int, int] | None:
-    import re
-
-    match = re.match(r"(\d+)\.(\d+)", text or "")
-    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def whisper_parameters(config: dict) -> int:
@@ -292,7 +256,7 @@ def _check_environment(probe: dict, exe: str, out: list[Lint]) -> None:
                 f"{probe.get(name + '_error') or 'not installed'}.",
                 f'{exe} -m pip install "{requirement}" (or reinstall kimi-tui in this environment).',
             ))
-    version = _version_tuple(probe.get("transformers"))
+    version = version_tuple(probe.get("transformers"))
     if version is not None and version < TRANSFORMERS_MIN:
         out.append(Lint(
             "error", "engine.name",

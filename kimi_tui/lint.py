@@ -30,7 +30,7 @@ from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from kimi_tui.engines import compute_schedule, processes
+from kimi_tui.engines import processes, train_schedule
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.words import plural
 
@@ -226,13 +226,10 @@ def _check_schedule(project: "Project", n: int | None, where: str, out: list[Lin
             "Run prepare and fix what it reports, or point data.train_csv at the right file.", stops_learning=True,
         ))
         return
-    sched = compute_schedule(
-        n, epochs=t.epochs, batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
-        num_gpus=t.num_gpus, save_steps=t.save_steps,
-    )
+    sched = train_schedule(n, t)
     total = sched.total_steps
     how = (
-        f"{n} samples in {where} / (batch {t.batch_size} x {processes(t.num_gpus, project.config.engine.device)}) "
+        f"{n} samples in {where} / (batch {t.batch_size} x {processes(t.num_gpus * t.num_nodes, project.config.engine.device)}) "
         f"/ accumulation "
         f"{t.gradient_accumulation_steps} = {sched.steps_per_epoch} per epoch, x {plural(t.epochs, 'epoch')}"
     )
@@ -332,10 +329,7 @@ def _check_checkpoint_names(project: "Project", n: int | None, out: list[Lint]) 
     if n is None or n < 1:
         return
     t = project.config.train
-    sched = compute_schedule(
-        n, epochs=t.epochs, batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
-        num_gpus=t.num_gpus, save_steps=t.save_steps,
-    )
+    sched = train_schedule(n, t)
     expected = {f"checkpoint-{s}" for s in sched.checkpoint_steps}
     missing = [name for name in names if name not in expected]
     if missing:

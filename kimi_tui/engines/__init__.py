@@ -65,6 +65,14 @@ def compute_schedule(
     return Schedule(n_samples, per_epoch, total, every, steps)
 
 
+def train_schedule(n_samples: int, train) -> Schedule:
+    """[train]'s schedule on n samples, over every process of every machine (GPUs x nodes): the one
+    count the train plan, the lint and doctor share."""
+    return compute_schedule(n_samples, epochs=train.epochs, batch_size=train.batch_size,
+                            gradient_accumulation_steps=train.gradient_accumulation_steps,
+                            num_gpus=train.num_gpus * train.num_nodes, save_steps=train.save_steps)
+
+
 OFFLINE_ENV = {
     # Never reach for a hub: an offline box would hang or download gigabytes.
     "HF_HUB_OFFLINE": "1",
@@ -156,10 +164,24 @@ def audio_unchanged(project) -> None:
     require_unchanged(project.data_dir)
 
 
-def fingerprints_file(project):
-    from kimi_tui.data.fingerprints import fingerprints_path
+def prepare_plan(project):
+    """Every engine's prepare stage: kimi-tui's own reader turns the transcripts (CSV or JSONL) and
+    the audio into the Kimi-format JSONL, validated, with the clips' fingerprints."""
+    import sys
 
-    return fingerprints_path(project.data_dir)
+    from kimi_tui.data.fingerprints import fingerprints_path
+    from kimi_tui.runs import StagePlan
+
+    return StagePlan(
+        stage="prepare",
+        argv=[sys.executable, "-m", "kimi_tui.workers.prepare", "--project", str(project.root)],
+        env={"PYTHONUNBUFFERED": "1"},
+        cwd=str(project.root),
+        inputs=[str(project.config_path)],
+        outputs=[str(project.train_jsonl), str(project.test_jsonl), str(project.findings_json),
+                 str(fingerprints_path(project.data_dir))],
+        description="read the transcripts and audio, validate, write Kimi-format JSONL",
+    )
 
 
 def evaluated_models(project, base: str | None, export: str | None) -> list[tuple[str, str]]:

@@ -56,9 +56,11 @@ class Engine(abc.ABC):
                 f"engine, not to {stage}")
         return self.plan_stage(stage, project, resume)
 
-    @abc.abstractmethod
     def plan_stage(self, stage: str, project: "Project", resume: bool) -> "StagePlan":
-        """The plan of a stage of ``stages`` (resume only for one of ``resumable_stages``)."""
+        """The plan of a stage of ``stages`` (resume only for one of ``resumable_stages``). Default: the
+        engine's ``_plan_<stage>(project)`` method, called with ``resume=True`` when resuming."""
+        method = getattr(self, f"_plan_{stage}")
+        return method(project, resume=True) if resume else method(project)
 
     def worker_lib(self, project: "Project") -> Path:
         """Copies of ``worker_files``, refreshed when kimi-tui changes; the folder to put on the path."""

@@ -29,13 +29,14 @@ from kimi_tui.engines import (
     STAGES,
     Schedule,
     audio_unchanged,
-    compute_schedule,
     count_lines,
     evaluated_models,
+    prepare_plan,
     require_checkpoints,
     schedule_args,
     scoring_args,
     torchrun,
+    train_schedule,
     trains_on,
 )
 from kimi_tui.engines.base import Engine
@@ -164,17 +165,9 @@ class KimiAudioEngine(Engine):
             raise KimiTuiError(f"{data} does not exist yet: run the extract stage first")
         t = project.config.train
         n = count_lines(data)
-        n_train = n - int(n * t.eval_ratio)  # the official split holds out the first fraction
-        return compute_schedule(
-            n_train, epochs=t.epochs, batch_size=t.batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
-            num_gpus=t.num_gpus * t.num_nodes, save_steps=t.save_steps,
-        )
+        return train_schedule(n - int(n * t.eval_ratio), t)  # the official split holds out the first fraction
 
     # -- plans --------------------------------------------------------------
-
-    def plan_stage(self, stage: str, project: Project, resume: bool) -> StagePlan:
-        method = getattr(self, f"_plan_{stage}")
-        return method(project, resume=True) if resume else method(project)
 
     def _plan_prepare(self, project: Project) -> StagePlan:
         if project.config.data.max_duration_s <= 0 or project.config.data.max_duration_s > 30:
@@ -182,9 +175,7 @@ class KimiAudioEngine(Engine):
                 f"kimi-tui.toml [data] max_duration_s = {project.config.data.max_duration_s:g}: Kimi-Audio needs clips "
                 "of 30 s or less (longer ones are cut in 30 s chunks and have hung multi-GPU runs). Set it to 30."
             )
-        from kimi_tui.engines.whisper import WhisperEngine
-
-        plan = WhisperEngine()._plan_prepare(project)  # the same JSONL: one audio per sample, absolute paths
+        plan = prepare_plan(project)  # the same JSONL: one audio per sample, absolute paths
         plan.description += " (Kimi-Audio: one audio per sample, at most 30 s)"
         return plan
 

@@ -20,14 +20,14 @@ from kimi_tui.engines import (
     STAGES,
     Schedule,
     audio_unchanged,
-    compute_schedule,
     count_lines,
     evaluated_models,
-    fingerprints_file,
+    prepare_plan,
     require_checkpoints,
     schedule_args,
     scoring_args,
     torchrun,
+    train_schedule,
     trains_on,
 )
 from kimi_tui.engines.base import Engine
@@ -69,34 +69,13 @@ class WhisperEngine(Engine):
     def schedule(self, project: Project) -> Schedule:
         if not project.train_jsonl.exists():
             raise KimiTuiError(f"{project.train_jsonl} does not exist yet: run the prepare stage first")
-        t = project.config.train
-        return compute_schedule(
-            count_lines(project.train_jsonl),
-            epochs=t.epochs,
-            batch_size=t.batch_size,
-            gradient_accumulation_steps=t.gradient_accumulation_steps,
-            num_gpus=t.num_gpus * t.num_nodes,
-            save_steps=t.save_steps,
-        )
-
-    def plan_stage(self, stage: str, project: Project, resume: bool) -> StagePlan:
-        method = getattr(self, f"_plan_{stage}")
-        return method(project, resume=True) if resume else method(project)
+        return train_schedule(count_lines(project.train_jsonl), project.config.train)
 
     def _plan(self, project: Project, stage: str, args: list[str], **kw) -> StagePlan:
         return StagePlan(stage=stage, argv=WORKER + [stage] + args, env=dict(OFFLINE_ENV), cwd=str(project.root), **kw)
 
     def _plan_prepare(self, project: Project) -> StagePlan:
-        return StagePlan(
-            stage="prepare",
-            argv=[sys.executable, "-m", "kimi_tui.workers.prepare", "--project", str(project.root)],
-            env={"PYTHONUNBUFFERED": "1"},
-            cwd=str(project.root),
-            inputs=[str(project.config_path)],
-            outputs=[str(project.train_jsonl), str(project.test_jsonl), str(project.findings_json),
-                     str(fingerprints_file(project))],
-            description="read the transcripts and audio, validate, write Kimi-format JSONL",
-        )
+        return prepare_plan(project)
 
     def _plan_extract(self, project: Project) -> StagePlan:
         if not project.train_jsonl.exists():

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kimi_tui import memory
-from kimi_tui.engines import compute_schedule, count_lines, processes
+from kimi_tui.engines import count_lines, processes, train_schedule
 from kimi_tui.engines.probe import (
     PROBE_TIMEOUT_S, TORCH_SECTION, TRANSFORMERS_SECTION, host_ram_gb, modules_section, probe_code, probe_interpreter,
     version_tuple,
@@ -166,9 +166,7 @@ def _check_schedule_and_data(project: "Project", n: int | None, where: str, size
     if n is None or n < 1:
         return None
     t = project.config.train
-    sched = compute_schedule(n, epochs=t.epochs, batch_size=t.batch_size,
-                             gradient_accumulation_steps=t.gradient_accumulation_steps,
-                             num_gpus=t.num_gpus * t.num_nodes, save_steps=t.save_steps)
+    sched = train_schedule(n, t)
     test = count_lines(project.test_jsonl) if project.test_jsonl.is_file() else None
     data = project.config.data
     out.append(Lint(

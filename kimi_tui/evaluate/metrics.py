@@ -222,6 +222,21 @@ def summarise_texts(
     if n_missing:  # a missing hypothesis is not an empty one (it is counted on its own)
         n_empty_hyp -= n_missing
     n_rated = int(np.count_nonzero(rated_at))
+    return _summary(
+        normaliser, n=n, n_chars=n_chars, sub=sub, dele=dele, ins=ins, rated_sum=sum(rated.tolist()), n_rated=n_rated,
+        n_error_free=len(exact_at), n_exact=len(exact_at), n_exact_raw=raw_exact,
+        similarity_sum=sum(similarity.tolist()), n_empty_ref=n - n_rated, n_empty_hyp=n_empty_hyp,
+        n_missing=n_missing, n_over_2x=int(np.count_nonzero(n_hyps > 2 * n_refs)),
+        # CER > 100%: errors > n_ref, except where n_ref = 0 (no rate)
+        n_over_100=int(np.count_nonzero((errors > n_refs) & rated_at)),
+    )
+
+
+def _summary(normaliser: Normaliser, *, n: int, n_chars: int, sub: int, dele: int, ins: int, rated_sum: float,
+             n_rated: int, n_error_free: int, n_exact: int, n_exact_raw: int, similarity_sum: float,
+             n_empty_ref: int, n_empty_hyp: int, n_missing: int, n_over_2x: int, n_over_100: int) -> dict:
+    """The summary both paths return, from their totals: one layout and one set of divisions, so the
+    two stay equal to the bit as long as they count alike."""
     return {
         "n_utts": n,
         "n_ref_chars": n_chars,
@@ -229,18 +244,17 @@ def summarise_texts(
         "del": dele,
         "ins": ins,
         "cer": _rate(sub + dele + ins, n_chars),
-        "macro_cer": sum(rated.tolist()) / n_rated if n_rated else None,
-        "ser": (n - len(exact_at)) / n,
-        "exact_match": len(exact_at) / n,
-        "exact_match_raw": raw_exact / n,
-        "similarity": sum(similarity.tolist()) / n,
+        "macro_cer": rated_sum / n_rated if n_rated else None,
+        "ser": (n - n_error_free) / n if n else None,
+        "exact_match": n_exact / n if n else None,
+        "exact_match_raw": n_exact_raw / n if n else None,
+        "similarity": similarity_sum / n if n else None,
         "similarity_formula": SIMILARITY_FORMULA,
-        "n_empty_ref": n - n_rated,
+        "n_empty_ref": n_empty_ref,
         "n_empty_hyp": n_empty_hyp,
         "n_missing_hyp": n_missing,
-        "n_hyp_over_2x_ref": int(np.count_nonzero(n_hyps > 2 * n_refs)),
-        # CER > 100%: errors > n_ref, except where n_ref = 0 (no rate)
-        "n_cer_over_100": int(np.count_nonzero((errors > n_refs) & rated_at)),
+        "n_hyp_over_2x_ref": n_over_2x,
+        "n_cer_over_100": n_over_100,
         "normaliser": normaliser.label,
     }
 
@@ -275,28 +289,16 @@ def summarise(scores: list[UtteranceScore], normaliser: Normaliser | None = None
     errors_of_empty = list(compress(errors, map(not_, n_refs)))
     raw_exact = sum(map(eq, map(str.strip, map(attrgetter("reference"), scores)),
                         map(str.strip, map(attrgetter("hypothesis"), scores))))
-    out = {
-        "n_utts": n,
-        "n_ref_chars": n_chars,
-        "sub": sub,
-        "del": dele,
-        "ins": ins,
-        "cer": _rate(sub + dele + ins, n_chars),
-        "macro_cer": sum(rated) / len(rated) if rated else None,
-        "ser": (n - errors.count(0)) / n if n else None,
-        "exact_match": sum(map(eq, ref_norms, hyp_norms)) / n if n else None,
-        "exact_match_raw": raw_exact / n if n else None,
-        "similarity": sum(similarity) / n if n else None,
-        "similarity_formula": SIMILARITY_FORMULA,
-        "n_empty_ref": n_empty_ref,
+    out = _summary(
+        normaliser, n=n, n_chars=n_chars, sub=sub, dele=dele, ins=ins, rated_sum=sum(rated), n_rated=len(rated),
+        n_error_free=errors.count(0), n_exact=sum(map(eq, ref_norms, hyp_norms)), n_exact_raw=raw_exact,
+        similarity_sum=sum(similarity), n_empty_ref=n_empty_ref,
         # a missing hypothesis is not an empty one (it is counted on its own)
-        "n_empty_hyp": n_hyps.count(0) - list(compress(n_hyps, missing)).count(0),
-        "n_missing_hyp": sum(map(bool, missing)),
-        "n_hyp_over_2x_ref": sum(map(gt, n_hyps, map(mul, n_refs, repeat(2)))),
+        n_empty_hyp=n_hyps.count(0) - list(compress(n_hyps, missing)).count(0), n_missing=sum(map(bool, missing)),
+        n_over_2x=sum(map(gt, n_hyps, map(mul, n_refs, repeat(2)))),
         # CER > 100%: errors > n_ref, except where n_ref = 0 (no rate)
-        "n_cer_over_100": sum(map(gt, errors, n_refs)) - (len(errors_of_empty) - errors_of_empty.count(0)),
-        "normaliser": normaliser.label,
-    }
+        n_over_100=sum(map(gt, errors, n_refs)) - (len(errors_of_empty) - errors_of_empty.count(0)),
+    )
     if normaliser.options.mixed:
         tokens = sum(s.mixed[0] for s in scores if s.mixed)
         errors = sum(sum(s.mixed[1:]) for s in scores if s.mixed)

@@ -177,6 +177,15 @@ def test_eval_checkpoints_that_the_schedule_never_saves_warn(sample: Project) ->
     assert "checkpoint-7" in finding.message and "checkpoint-30" in finding.message
 
 
+def test_eval_checkpoints_are_checked_against_the_saves_of_every_machine(sample: Project) -> None:
+    """Two machines share the 9 samples: 2 steps an epoch, 20 in all, so checkpoint-30 (one machine's
+    last save) will never exist; the train plan counts GPUs x machines, and so must the lint."""
+    two = seed_case(sample, train__save_steps="5", train__num_nodes="2", train__rdzv_endpoint="10.0.0.1:29500")
+    [finding] = by_field(lint_project(with_settings(two, eval__checkpoints="checkpoint-30")), "eval.checkpoints")
+    assert "checkpoint-30" in finding.message and "checkpoint-20." in finding.message
+    assert by_field(lint_project(with_settings(two, eval__checkpoints="checkpoint-20")), "eval.checkpoints") == []
+
+
 def test_every_finding_names_a_real_setting_and_a_fix(sample: Project) -> None:
     fields = {f"{t}.{k}" for t, s in ProjectConfig.model_fields.items() for k in s.annotation.model_fields}
     bad = seed_case(sample, train__num_gpus="8", train__warmup_ratio="0.7", train__bf16="true",

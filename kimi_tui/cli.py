@@ -427,9 +427,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print(f"{f.level:7} {f.field}: {f.message}" + (f"\n        fix: {f.fix}" if f.fix else ""), flush=True)
     errors = [f for f in findings if f.level == "error"]
     if args.json:
-        order = {"error": 0, "warning": 1, "note": 2}
-        json.dump([dict(level=f.level, field=f.field, message=f.message, fix=f.fix)
-                   for f in sorted(findings, key=lambda f: order[f.level])],
+        from kimi_tui.levels import worst_first
+
+        json.dump([dict(level=f.level, field=f.field, message=f.message, fix=f.fix) for f in worst_first(findings)],
                   sys.stdout, ensure_ascii=False, indent=2)
         print()
     else:

@@ -28,10 +28,11 @@ import os
 import sys
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from kimi_tui.engines import processes, train_schedule
 from kimi_tui.errors import KimiTuiError
+from kimi_tui.levels import Level, worst_first
 from kimi_tui.words import plural
 
 if TYPE_CHECKING:  # only for type hints: lint never reads NVML itself
@@ -41,8 +42,6 @@ if TYPE_CHECKING:  # only for type hints: lint never reads NVML itself
 __all__ = ["Lint", "Level", "lint_project", "will_not_learn", "will_not_learn_text", "count_training_samples",
            "LR_RANGES"]
 
-Level = Literal["error", "warning", "note"]
-_ORDER = {"error": 0, "warning": 1, "note": 2}
 
 #: Learning rates outside these bounds are almost certainly typos or a schedule
 #: meant for another model: a tiny model trained from scratch needs 1e-3-ish
@@ -506,7 +505,7 @@ def lint_project(project: "Project", *, gpus: "GpuSnapshot | None" = None) -> li
             "the number of training samples is not known yet, so the step count and save policy are not checked.",
             "Fix the data paths above, or run the prepare stage.",
         ))
-    return sorted(out, key=lambda f: _ORDER[f.level])
+    return worst_first(out)
 
 
 #: The stages that train, before which `run` asks about a config that will not learn.

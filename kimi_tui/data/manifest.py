@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from kimi_tui.data.audio import (
     AudioIndex,
@@ -43,12 +43,11 @@ from kimi_tui.data.transcripts import (
     read_text,
 )
 from kimi_tui.errors import DataError
+from kimi_tui.levels import LEVEL_ORDER, Level
 
-Level = Literal["error", "warning", "note"]
 TARGET_SAMPLE_RATE = 16000
 #: No clip's transcript is this long; a longer one is a quote left open or a mixed-up column.
 MAX_TRANSCRIPT_CHARS = 100_000
-_LEVEL_ORDER = {"error": 0, "warning": 1, "note": 2}
 
 
 @dataclass
@@ -309,7 +308,7 @@ class _Checker:
         return out
 
     def sorted_findings(self) -> list[Finding]:
-        return sorted(self.findings, key=lambda f: (f.line or 0, _LEVEL_ORDER[f.level]))
+        return sorted(self.findings, key=lambda f: (f.line or 0, LEVEL_ORDER[f.level]))
 
 
 # --------------------------------------------------------------------------- CSV
@@ -788,7 +787,7 @@ def check_leakage(train: Manifest, test: Manifest) -> None:
     for path in [p for p in test.audio_info if p not in kept]:
         del test.audio_info[path]
     test.findings[:] = sorted([*test.findings, *added], key=lambda f: (
-        f.line is not None, f.line or 0, _LEVEL_ORDER[f.level]))
+        f.line is not None, f.line or 0, LEVEL_ORDER[f.level]))
 
 
 # --------------------------------------------------------------------------- API

@@ -27,12 +27,11 @@ from kimi_tui.engines import compute_schedule, probe
 from kimi_tui.engines.probe import (
     PROBE_TIMEOUT_S, TORCH_SECTION, TRANSFORMERS_SECTION, host_ram_gb, modules_section, probe_code, version_tuple,
 )
+from kimi_tui.levels import FindingsSoFar, worst_first
 from kimi_tui.lint import MIN_SAMPLES_PER_GPU, Lint, zero3_cpu_gather_finding
 
 __all__ = ["preflight", "iter_preflight", "probe_interpreter", "PROBE_CODE", "TOKENIZER_FILES", "host_ram_gb", "BF16_WHY", "BF16_FIX",
            "bf16_finding"]
-
-_ORDER = {"error": 0, "warning": 1, "note": 2}
 
 #: transformers versions the official code runs on: compute_loss_func needs 4.46; 5.x breaks its remote code.
 TRANSFORMERS_MIN = (4, 46)
@@ -393,7 +392,7 @@ def _check_disk(method: str, sched, save_total_limit: int, output_dir: Path | No
 
 def preflight(*args, **kwargs) -> list[Lint]:
     """Every finding of :func:`iter_preflight` (same arguments), errors first."""
-    return sorted(iter_preflight(*args, **kwargs), key=lambda f: _ORDER[f.level])
+    return worst_first(iter_preflight(*args, **kwargs))
 
 
 def iter_preflight(
@@ -442,13 +441,7 @@ def iter_preflight(
     without one, for the published Kimi-Audio-7B, with a note saying so. ``device`` is engine.device:
     "cpu", or an interpreter without CUDA, trains over gloo processes.
     """
-    out: list[Lint] = []
-    shown = 0
-
-    def new() -> list[Lint]:
-        nonlocal shown
-        fresh, shown = out[shown:], len(out)
-        return sorted(fresh, key=lambda f: _ORDER[f.level])
+    out = FindingsSoFar()  # yielded step by step: out.fresh()
 
     exe = python or sys.executable
     checkout = Path(checkout).expanduser() if checkout else None
@@ -464,7 +457,7 @@ def iter_preflight(
                     "Point [kimi_audio] base_model (doctor: --base-model) at the model folder holding config.json: "
                     "the estimates are sized from it.") for note in sizing)
     _check_disk(method, sched, save_total_limit, Path(output_dir).expanduser() if output_dir else None, out, arch)
-    yield from new()
+    yield from out.fresh()
     # 2. The interpreter that will run the official code: one subprocess importing torch and transformers.
     if probe is None:
         if progress is not None:
@@ -475,7 +468,7 @@ def iter_preflight(
         finding = zero3_cpu_gather_finding(probe.get("deepspeed"), num_gpus, exe)
         if finding is not None:
             out.append(finding)
-    yield from new()
+    yield from out.fresh()
     # 3. The machine: its GPUs (NVML, else what the probe saw) and host RAM, against the memory estimate.
     if gpu_memory_gb is None and read_machine:
         if progress is not None:
@@ -494,7 +487,7 @@ def iter_preflight(
     if num_gpus > 1 and gpu_memory_gb is not None and any(f.field == "train.num_gpus" for f in out):
         _check_single_gpu_fallback(method, zero_stage, offload_optimizer, offload_param, max_audio_tokens,
                                    gpu_memory_gb, host_ram, out, arch)
-    yield from new()
+    yield from out.fresh()
 
 
 def _check_single_gpu_fallback(method: str, zero_stage: int, offload_optimizer: bool, offload_param: bool,

@@ -33,6 +33,7 @@ from kimi_tui.engines.probe import (
     PROBE_TIMEOUT_S, TORCH_SECTION, TRANSFORMERS_SECTION, host_ram_gb, modules_section, probe_code, probe_interpreter,
     version_tuple,
 )
+from kimi_tui.levels import FindingsSoFar, worst_first
 from kimi_tui.lint import Lint, count_training_samples, lint_project
 
 if TYPE_CHECKING:
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from kimi_tui.project import Project
 
 __all__ = ["iter_preflight", "preflight", "probe_environment", "PROBE_CODE", "whisper_parameters", "TRANSFORMERS_MIN"]
-
-_ORDER = {"error": 0, "warning": 1, "note": 2}
 
 #: pyproject's floor: the workers' Trainer arguments and Whisper classes need it.
 TRANSFORMERS_MIN = (4, 46)
@@ -384,7 +383,7 @@ def _check_memory(project: "Project", n: int | None, sizes: dict, where: str, pr
 
 def preflight(*args, **kwargs) -> list[Lint]:
     """Every finding of :func:`iter_preflight` (same arguments), errors first."""
-    return sorted(iter_preflight(*args, **kwargs), key=lambda f: _ORDER[f.level])
+    return worst_first(iter_preflight(*args, **kwargs))
 
 
 def iter_preflight(
@@ -408,13 +407,7 @@ def iter_preflight(
     ready :func:`probe_environment` answer, ``gpus`` a ready :func:`kimi_tui.gpu.read_gpus` snapshot;
     ``gpu_memory_gb`` / ``host_ram`` stand for this machine's; ``read_machine=False`` reads neither.
     """
-    out: list[Lint] = []
-    shown = 0
-
-    def new() -> list[Lint]:
-        nonlocal shown
-        fresh, shown = out[shown:], len(out)
-        return sorted(fresh, key=lambda f: _ORDER[f.level])
+    out = FindingsSoFar()  # yielded step by step: out.fresh()
 
     exe = python or sys.executable
     n = sched = sizes = None
@@ -433,14 +426,14 @@ def iter_preflight(
             "note", "doctor", "no project: only the environment and this machine are checked (not the settings, "
             "data, model, schedule or disk).", "Pass --project DIR.",
         ))
-    yield from new()
+    yield from out.fresh()
 
     if probe is None:
         if progress is not None:
             progress(f"importing torch and transformers in {exe} ...")
         probe = probe_environment(exe)
     _check_environment(probe, exe, out)
-    yield from new()
+    yield from out.fresh()
 
     if gpus is None and read_machine:
         if progress is not None:
@@ -459,4 +452,4 @@ def iter_preflight(
         host_ram = host_ram_gb()
     if project is not None:
         _check_memory(project, n, sizes, where_trains, probe, gpus, gpu_memory_gb, host_ram, out)
-    yield from new()
+    yield from out.fresh()

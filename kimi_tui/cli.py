@@ -21,7 +21,6 @@ from kimi_tui.errors import KimiTuiError, describe_os_error
 from kimi_tui.words import plural
 
 COMMANDS = ("init", "run", "status", "stop", "report", "score", "doctor")
-STAGE_CHOICES = ("prepare", "extract", "convert", "train", "export", "evaluate", "all")
 
 
 def _project_root(value: str | None) -> Path:
@@ -524,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init)
 
     p = sub.add_parser("run", help="start a stage, or all of them, detached")
-    p.add_argument("stage", choices=STAGE_CHOICES, help="the stage to run; all: every stage in order, itself a run")
+    p.add_argument("stage", help="the stage to run (the project's engine's: prepare, extract, convert, train, export, "
+                   "evaluate for both built-in engines); all: every stage in order, itself a run")
     p.add_argument("--project")
     p.add_argument("--wait", action="store_true", help="follow the log until the run ends")
     p.add_argument("--resume", action="store_true", help="train: continue from the last complete checkpoint; evaluate (kimi-audio): finish the last evaluation")

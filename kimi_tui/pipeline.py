@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from kimi_tui.engines import STAGES, get_engine
+from kimi_tui.engines import STAGES, get_engine, stages_of
 from kimi_tui.errors import KimiTuiError, RunError, describe_os_error
 from kimi_tui.events import EventWriter
 from kimi_tui.project import Project
@@ -141,7 +141,7 @@ def start(project: Project, stage: str, resume: bool = False) -> Path:
 def _start_locked(project: Project, stage: str, resume: bool) -> Path:
     ensure_no_active(project, stage)
     if stage == "all":
-        stages = get_engine(project.config.engine.name).stages  # every engine's today: STAGES
+        stages = get_engine(project.config.engine.name).stages
         plan = StagePlan(
             stage="all",
             argv=[sys.executable, "-m", "kimi_tui.pipeline", "--project", str(project.root),
@@ -200,12 +200,16 @@ def run_stages(root: Path, stages: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kimi_tui.pipeline")
     parser.add_argument("--project", required=True, type=Path)
-    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--stages", help="comma-separated, in order (default: every stage of the project's engine)")
     args = parser.parse_args(argv)
-    stages = [s for s in args.stages.split(",") if s]
-    unknown = [s for s in stages if s not in STAGES]
+    try:
+        known = stages_of(Project.load(args.project.resolve()))
+    except (KimiTuiError, OSError):  # kimi-tui.toml broken meanwhile: run_stages says so, in the run's events
+        known = STAGES
+    stages = [s for s in (args.stages or ",".join(known)).split(",") if s]
+    unknown = [s for s in stages if s not in known]
     if unknown:
-        parser.error(f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+        parser.error(f"unknown stage(s) {', '.join(unknown)}; the project's engine has {', '.join(known)}")
     return run_stages(args.project.resolve(), stages)
 
 

@@ -139,3 +139,36 @@ async def test_the_config_panel_offers_the_toy_engine_and_plans_with_it(project:
         panel.schedule_preview(now=True)
         command = panel.query_one("#config-command-text", Static)
         await wait_for(pilot, lambda: "toy_engine_worker.py" in str(command.content) and "extract" in str(command.content))
+
+
+async def test_an_engines_own_stages_are_what_run_all_the_cli_and_the_run_panel_offer(project: Project, monkeypatch):
+    from tui_helpers import wait_for_panel
+
+    from kimi_tui.tui.app import KimiTuiApp
+    from kimi_tui.tui.run_panel import RunPanel
+    from kimi_tui.tui.widgets.stage_list import StageList
+
+    monkeypatch.setenv(ENGINES_ENV, f"{TOY},toy-no-export=toy_engine:NoExportToyEngine")
+    toml = project.config_path.read_text(encoding="utf-8").replace('name = "toy"', 'name = "toy-no-export"')
+    project.config_path.write_text(toml, encoding="utf-8")
+    project = Project.load(project.root)
+    stages = ("prepare", "extract", "convert", "train", "evaluate")
+
+    everything = wait_run(start(project, "all"), poll_s=0.05)
+    assert everything.state == "succeeded", (everything.path / "stdout.log").read_text(errors="replace")
+    assert sorted(r.stage for r in list_runs(project.runs_dir)) == sorted(["all", *stages])
+
+    refused = kimi("run", "export", "--project", str(project.root))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "The toy-no-export engine's stages are prepare, extract, convert, train, evaluate" in refused.stderr
+    piped = subprocess.run([sys.executable, "-m", "kimi_tui.pipeline", "--project", str(project.root),
+                            "--stages", "train,export"], capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 2 and "unknown stage(s) export" in piped.stderr, piped.stderr
+    assert "prepare, extract, convert, train, evaluate" in piped.stderr
+
+    app = KimiTuiApp(project.root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        panel = await wait_for_panel(pilot, RunPanel)
+        assert panel.query_one(StageList).choices == (*stages, "all")
+        offered = [name for name, _, _ in panel.palette_commands() if name.startswith("Run: start ")]
+        assert offered == ["Run: start all", *(f"Run: start {s}" for s in stages)]

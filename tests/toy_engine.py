@@ -96,3 +96,11 @@ class ToyEngine(Engine):
             return [Lint("note", "engine.model", "the toy engine has one model; engine.model is ignored.",
                          'Set engine.model = "tiny".')]
         return []
+
+
+class NoExportToyEngine(ToyEngine):
+    """The toy engine without an export stage: the stages an engine declares are the ones kimi-tui
+    offers and runs (the Run panel, `run all`, `kimi-tui run`, python -m kimi_tui.pipeline)."""
+
+    name = "toy-no-export"
+    stages = ("prepare", "extract", "convert", "train", "evaluate")

@@ -285,3 +285,12 @@ def get_engine(name: str):
         raise KimiTuiError(f"engine {name!r} is registered as {target!r}, which cannot be loaded: "
                            f"{type(exc).__name__}: {exc}") from None
     return cls()
+
+
+def stages_of(project) -> tuple[str, ...]:
+    """The stages the project's engine plans, in order: what the Run panel lists and `run all` runs.
+    STAGES when the engine is not registered (the config's engine name is the lint's to report)."""
+    try:
+        return get_engine(project.config.engine.name).stages
+    except KimiTuiError:
+        return STAGES

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import difflib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -33,7 +34,7 @@ class Engine(abc.ABC):
     name: ClassVar[str]
     #: What it is, for people: doctor's header, messages.
     label: ClassVar[str]
-    #: The stages it plans, in order: what `run all` runs (the Run panel lists STAGES).
+    #: The stages it plans, in order: what `run all` runs, the Run panel lists and `kimi-tui run` accepts.
     stages: ClassVar[tuple[str, ...]] = STAGES
     #: The stages whose plan takes resume=True (`kimi-tui run STAGE --resume`).
     resumable_stages: ClassVar[tuple[str, ...]] = ()
@@ -49,7 +50,9 @@ class Engine(abc.ABC):
         """The stage's complete plan; KimiTuiError for an unknown stage, a resume it cannot do, or
         what the stage needs first ("run the prepare stage first")."""
         if stage not in self.stages:
-            raise KimiTuiError(f"unknown stage {stage!r}: stages are {', '.join(self.stages)}")
+            close = difflib.get_close_matches(stage, [*self.stages, "all"], n=1, cutoff=0.6)
+            raise KimiTuiError(f"unknown stage {stage!r}" + (f"; did you mean '{close[0]}'?" if close else "")
+                               + f" The {self.name} engine's stages are {', '.join(self.stages)}, and all.")
         if resume and stage not in self.resumable_stages:
             raise KimiTuiError(
                 f"--resume applies to {' and '.join(self.resumable_stages) or 'no stage'} on the {self.name} "

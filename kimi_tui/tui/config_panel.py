@@ -45,7 +45,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from kimi_tui.config import ProjectConfig, format_float, load_config, save_config, set_field
-from kimi_tui.engines import STAGES, engine_names, get_engine
+from kimi_tui.engines import engine_names, get_engine, stages_of
 from kimi_tui.errors import ConfigError, KimiTuiError
 from kimi_tui.lint import Lint, lint_project
 from kimi_tui.presets import PRESETS, apply_preset, preset_changes
@@ -209,7 +209,7 @@ class ConfigPanel(Panel):
         self.errors: dict[str, str] = {}  # table.key -> why the typed text is invalid
         self.findings: list[Lint] = []
         self.disk_error: str | None = None  # the file is invalid after an edit in $EDITOR
-        self.stage = "train"
+        self.stage = "train" if "train" in stages_of(project) else stages_of(project)[0]  # previewed
         self.command_text: str | None = None  # the previewed stage's shell script, if it could be planned
         self.command_reason = ""
         self._gpus = None
@@ -235,7 +235,9 @@ class ConfigPanel(Panel):
         yield Static("", id="config-help", markup=False)
         with Horizontal(id="config-bottom-bar"):
             yield Static("", id="config-bottom-title", markup=False)
-            yield Select([(s, s) for s in STAGES], value=self.stage, allow_blank=False, compact=True,
+            stages = stages_of(self.project)
+            yield Select([(s, s) for s in stages], value=self.stage if self.stage in stages else stages[0],
+                         allow_blank=False, compact=True,
                          id="config-stage", tooltip="Which stage's command to preview (s cycles)")
         with ContentSwitcher(initial="config-findings", id="config-bottom"):
             yield OptionList(id="config-findings")
@@ -531,7 +533,8 @@ class ConfigPanel(Panel):
         if switcher.current != "config-command":
             switcher.current = "config-command"
         else:
-            self.stage = STAGES[(STAGES.index(self.stage) + 1) % len(STAGES)]
+            stages = stages_of(self.project)
+            self.stage = stages[(stages.index(self.stage) + 1) % len(stages)] if self.stage in stages else stages[0]
             self.query_one("#config-stage", Select).value = self.stage
             self.schedule_preview(now=True)
         self._update_bottom_title()

@@ -31,7 +31,7 @@ from textual.widgets import OptionList
 from textual.worker import Worker, WorkerState
 
 from kimi_tui import pipeline
-from kimi_tui.engines import STAGES
+from kimi_tui.engines import stages_of
 from kimi_tui.errors import DataError, KimiTuiError
 from kimi_tui.progress import EventsRead, RunProgress, duration, rate_text, read_new_events
 from kimi_tui.project import Project
@@ -209,7 +209,7 @@ class RunPanel(Panel):
     def compose(self) -> ComposeResult:
         with Horizontal(id="run-body"):
             with Vertical(id="run-side"):
-                yield StageList(id="run-stages")
+                yield StageList(stages_of(self.project), id="run-stages")
                 yield RunList(id="run-runs")
             with Vertical(id="run-main"):
                 yield ProgressLine(id="run-progress")
@@ -240,7 +240,7 @@ class RunPanel(Panel):
         commands: list[PaletteCommand] = [
             ("Run: start all", "Start every stage in order, as one run", self.action_start_all),
         ]
-        for stage in STAGES:
+        for stage in stages_of(self.project):
             commands.append((f"Run: start {stage}", f"Start the {stage} stage", lambda s=stage: self.start_stage(s)))
         commands += [
             ("Run: stop", "Stop the followed run (asks first)", self.action_stop),

@@ -1,6 +1,6 @@
 """Where each stage stands, and the runs behind that, readable at a glance.
 
-The pipeline is a fixed order of stages, so "what has been done, what failed,
+The pipeline is a fixed order of stages (the engine's), so "what has been done, what failed,
 what is running" is one short list: each stage with the state of its latest
 run. The recent runs below it are the history a user follows into. Both are
 rebuilt from runs/ on every poll and redrawn only when something changed, so
@@ -15,10 +15,7 @@ from textual.content import Content
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from kimi_tui.engines import STAGES
 from kimi_tui.runs import RunInfo
-
-STAGE_CHOICES = (*STAGES, "all")
 
 # Symbols of East Asian width "N" (one cell even in CJK terminals), and a colour each.
 STATE_MARKS = {
@@ -58,11 +55,13 @@ def latest_by_stage(runs: list[RunInfo]) -> dict[str, RunInfo]:
 
 
 class StageList(OptionList):
-    """prepare … evaluate and all, each with the state of its latest run."""
+    """The engine's stages (prepare … evaluate for both built-in ones) and all, each with the state
+    of its latest run."""
 
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(*[Option(self._prompt(stage, None), id=stage) for stage in STAGE_CHOICES], id=id)
-        self.states: dict[str, str | None] = {stage: None for stage in STAGE_CHOICES}
+    def __init__(self, stages: tuple[str, ...], *, id: str | None = None) -> None:
+        self.choices = (*stages, "all")
+        super().__init__(*[Option(self._prompt(stage, None), id=stage) for stage in self.choices], id=id)
+        self.states: dict[str, str | None] = {stage: None for stage in self.choices}
 
     @staticmethod
     def _prompt(stage: str, state: str | None) -> Content:
@@ -71,7 +70,7 @@ class StageList(OptionList):
 
     def update_runs(self, runs: list[RunInfo]) -> None:
         latest = latest_by_stage(runs)
-        for stage in STAGE_CHOICES:
+        for stage in self.choices:
             state = latest[stage].state if stage in latest else None
             if self.states.get(stage, "") != state:
                 self.states[stage] = state

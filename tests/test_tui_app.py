@@ -116,20 +116,24 @@ async def test_a_worker_result_that_arrives_as_the_app_quits_is_dropped_not_rais
     that way, under a test that had only looked at the Dataset panel)."""
     from tui_helpers import wait_for, wait_for_panel
 
+    from kimi_tui.gpu import GpuSnapshot
     from kimi_tui.tui.messages import Deliver
     from kimi_tui.tui.run_panel import RunPanel
+    from kimi_tui.tui.widgets.gpu_view import GpuView
 
     root = init_project(tmp_path / "p", sample=True).root
     app = KimiTuiApp(root)
     shown: list[str] = []
     async with app.run_test(size=(80, 24)) as pilot:
         panel = await wait_for_panel(pilot, RunPanel)
+        gpus = panel.query_one(GpuView)
         panel.deliver(shown.append, "while the app runs")
         await wait_for(pilot, lambda: shown)
         assert shown == ["while the app runs"]
     # The app has shut down and the panel's children are gone, as when a reading of runs/ is
     # still queued while the app quits: handled, the result is dropped, nothing raises.
     assert not panel.children
-    panel._on_deliver(Deliver(panel._runs_read, [], None, 0))
-    panel._on_deliver(Deliver(shown.append, "after the quit"))
+    await panel.on_deliver(Deliver(panel._runs_read, [], None, 0))
+    await panel.on_deliver(Deliver(shown.append, "after the quit"))
+    await gpus.on_deliver(Deliver(gpus._show_read, GpuSnapshot(False, "no driver"), {}))  # a widget's worker too
     assert shown == ["while the app runs"]

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import on
 from textual.containers import Vertical
 from textual.worker import Worker, WorkerState
 
-from kimi_tui.tui.messages import Deliver
+from kimi_tui.tui.worker_results import TakesWorkerResults
 
 if TYPE_CHECKING:
     from kimi_tui.project import Project
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 PaletteCommand = tuple[str, str, Callable[[], object]]  # ("Run: start all", help text, callback)
 
 
-class Panel(Vertical, can_focus=True):
+class Panel(TakesWorkerResults, Vertical, can_focus=True):
     PANEL_ID: ClassVar[str] = "panel"
     TITLE: ClassVar[str] = "Panel"
 
@@ -41,27 +40,6 @@ class Panel(Vertical, can_focus=True):
 
     def palette_commands(self) -> list[PaletteCommand]:
         return []
-
-    def deliver(self, callback: Callable[..., object], *args: object, **kwargs: object) -> None:
-        """From a worker thread: run ``callback(*args, **kwargs)`` on the UI thread, without waiting
-        for it. Every panel's worker results come this way (never ``app.call_from_thread``)."""
-        try:
-            self.post_message(Deliver(callback, *args, **kwargs))
-        except RuntimeError:  # the app's loop is already closed: nobody is left to show it
-            pass
-
-    @property
-    def takes_results(self) -> bool:
-        """Whether a worker's result can still be shown: not before the panel is mounted, nor once
-        the app is shutting down. A result that arrives as the app quits (perhaps while this panel
-        is still being built, its children half mounted) would query widgets that are gone."""
-        return self.is_mounted and self.is_attached and self.app.is_running
-
-    @on(Deliver)
-    def _on_deliver(self, message: Deliver) -> None:
-        message.stop()
-        if self.takes_results:
-            message.callback(*message.args, **message.kwargs)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Worker.StateChanged does not bubble: hand this panel's failed workers to the app,

@@ -16,11 +16,11 @@ from collections import deque
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
 from kimi_tui.gpu import GpuReading, GpuSnapshot, read_gpus
+from kimi_tui.tui.worker_results import TakesWorkerResults
 
 HISTORY = 60  # samples (seconds) of utilisation per GPU
 POLL_S = 1.0
@@ -101,14 +101,8 @@ class GpuCard(Vertical):
         self.query_one(".gpu-processes", Static).update("\n".join(lines) or "  no processes")
 
 
-class GpuView(VerticalScroll):
+class GpuView(TakesWorkerResults, VerticalScroll):
     """Every GPU NVML sees, or a clear "no NVIDIA GPU (reason)"."""
-
-    class Read(Message, bubble=False):
-        def __init__(self, snapshot: GpuSnapshot, owners: dict[int, str]) -> None:
-            super().__init__()
-            self.snapshot = snapshot
-            self.owners = owners
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -146,11 +140,11 @@ class GpuView(VerticalScroll):
             for gpu in snapshot.gpus
             for proc in gpu.processes
         }
-        self.post_message(self.Read(snapshot, owners))
+        self.deliver(self._show_read, snapshot, owners)
 
-    async def on_gpu_view_read(self, message: Read) -> None:
+    async def _show_read(self, snapshot: GpuSnapshot, owners: dict[int, str]) -> None:
         self._reading = False
-        snapshot = self.snapshot = message.snapshot
+        self.snapshot = snapshot
         self._wait_s = POLL_S if snapshot.available else UNAVAILABLE_POLL_S
         state = self.query_one("#gpu-state", Static)
         cards = list(self.query(GpuCard))
@@ -168,7 +162,7 @@ class GpuView(VerticalScroll):
         for card, reading in zip(cards, snapshot.gpus):
             history = self.history.setdefault(reading.index, deque(maxlen=HISTORY))
             history.append(float(reading.utilisation or 0))
-            card.show(reading, history, message.owners)
+            card.show(reading, history, owners)
 
     @property
     def state_text(self) -> str:

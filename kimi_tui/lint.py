@@ -4,7 +4,7 @@ Why this exists: every failure in the seed report was knowable before training
 started, from the config, the data and the machine alone: ``save_steps = 1000``
 on a 30-step run saved nothing; eight GPUs on nine samples hung in NCCL; a
 learning rate or a warm-up chosen for another data size wasted the run. Pydantic
-validation (config.py) only knows one field at a time; these checks combine
+validation (kimi_tui/config/) only knows one field at a time; these checks combine
 fields with the data size and what is on disk.
 
 Each finding names the setting (``train.save_steps``) so the Config panel can

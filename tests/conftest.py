@@ -75,3 +75,40 @@ def copy_converted(template: Path, where: Path, **settings):
         config = set_field(config, key, value)
     save_config(project.config_path, config)
     return Project.load(where)
+
+
+def configure(project, **settings):
+    """The project with these settings saved (``train__epochs=3`` for train.epochs), reloaded."""
+    from kimi_tui.config import save_config, set_field
+    from kimi_tui.project import Project
+
+    config = project.config
+    for key, value in settings.items():
+        config = set_field(config, key.replace("__", "."), value)
+    save_config(project.config_path, config)
+    return Project.load(project.root)
+
+
+def assert_resumed_to_the_end(project, log: str, resumed_from: str = "checkpoint-1", steps: int = 3) -> None:
+    """A train run resumed after a failure finished: from ``resumed_from``, every planned step, each
+    checkpoint complete."""
+    import json
+
+    from kimi_tui.checkpoints import list_checkpoints
+
+    assert f"resuming from {resumed_from}" in log, log[-3000:]
+    state = json.loads((project.training_dir / f"checkpoint-{steps}" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps
+    assert [c.name for c in list_checkpoints(project.training_dir) if c.complete] == [
+        f"checkpoint-{n}" for n in range(1, steps + 1)]
+
+
+def read_until(proc, prefix: str) -> list[str]:
+    """Lines of a running command's stdout up to the first that starts with ``prefix`` (the command
+    must still be running then: it prints as it goes)."""
+    lines: list[str] = []
+    while not (lines and lines[-1].startswith(prefix)):
+        line = proc.stdout.readline()
+        assert line, f"the command ended before {prefix!r}: " + "".join(lines) + proc.stderr.read()
+        lines.append(line)
+    return lines

@@ -3,12 +3,11 @@ the half-written one removed, and --resume finishes the run with the planned num
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
-from conftest import copy_converted
+from conftest import assert_resumed_to_the_end, copy_converted
 
 from kimi_tui.checkpoints import list_checkpoints
 from kimi_tui.pipeline import start
@@ -44,11 +43,7 @@ def test_disk_full_during_a_checkpoint_save_keeps_the_earlier_ones_and_resume_fi
     monkeypatch.delenv("KIMI_TUI_FAULT")
     info, log = run(project, "train", resume=True)
     assert info.state == "succeeded", log[-3000:]
-    assert "resuming from checkpoint-1" in log
-    state = json.loads((project.training_dir / "checkpoint-3" / "trainer_state.json").read_text())
-    assert state["global_step"] == 3
-    assert [c.name for c in list_checkpoints(project.training_dir) if c.complete] == [
-        "checkpoint-1", "checkpoint-2", "checkpoint-3"]
+    assert_resumed_to_the_end(project, log)
 
 
 def test_the_message_without_any_complete_checkpoint_says_to_start_again(tmp_path):

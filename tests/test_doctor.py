@@ -14,9 +14,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import configure, read_until
 
 from kimi_tui.cli import main
-from kimi_tui.config import save_config, set_field
 from kimi_tui.engines import kimi_audio_preflight as kp
 from kimi_tui.engines import whisper_preflight as wp
 from kimi_tui.project import Project, init_project
@@ -40,14 +40,6 @@ def canned(monkeypatch):
     answer = dict(HEALTHY)
     monkeypatch.setattr(wp, "probe_environment", lambda python=None, timeout=None: answer)
     return answer
-
-
-def configure(project: Project, **settings) -> Project:
-    config = project.config
-    for key, value in settings.items():
-        config = set_field(config, key.replace("__", "."), value)
-    save_config(project.config_path, config)
-    return Project.load(project.root)
 
 
 def doctor(capsys, *args: str) -> tuple[int, str, str]:
@@ -147,11 +139,7 @@ sys.exit(main(["doctor", "--project", {str(sample.root)!r}]))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "0"})
     try:
-        before = []
-        while not (before and before[-1].startswith("  ... importing torch")):
-            line = proc.stdout.readline()
-            assert line, "doctor ended before its probe: " + "".join(before) + proc.stderr.read()
-            before.append(line)
+        before = read_until(proc, "  ... importing torch")
         assert proc.poll() is None and not release.exists()
         assert before[0].startswith("doctor: checking the whisper engine")
         assert any(x.startswith("note    train.save_steps: 200 optimizer steps") for x in before), before

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 import torch
 
-from conftest import copy_converted
+from conftest import configure, copy_converted
 from kimi_tui.engines import get_engine
 from kimi_tui.lint import lint_project
 from kimi_tui.pipeline import start
@@ -24,7 +24,7 @@ from kimi_tui.project import Project
 from kimi_tui.runs import wait_run
 from kimi_tui.workers import kimi_audio_batching as batching
 
-from test_kimi_audio_engine import configure, run_stage
+from test_kimi_audio_engine import run_stage
 
 
 @pytest.fixture(scope="module")

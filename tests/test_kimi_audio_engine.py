@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_converted
+from conftest import configure, copy_converted
 
 from kimi_double import kimi_project, make_double
-from kimi_tui.config import save_config, set_field
 from kimi_tui.engines import get_engine
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.lint import lint_project
@@ -25,14 +24,6 @@ from kimi_tui.workers import kimi_audio_worker as worker
 from kimi_tui.workers.deepspeed_setup import deepspeed_config
 
 WORKER_SOURCE = Path(worker.__file__)
-
-
-def configure(project: Project, **values) -> Project:
-    config = project.config
-    for key, value in values.items():
-        config = set_field(config, key.replace("__", "."), value)
-    save_config(project.config_path, config)
-    return Project.load(project.root)
 
 
 def run_stage(project: Project, stage: str, resume: bool = False):

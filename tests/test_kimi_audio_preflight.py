@@ -14,6 +14,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
+from conftest import read_until
 
 from kimi_tui.engines import kimi_audio_preflight as kp
 from kimi_tui.engines.kimi_audio_preflight import TOKENIZER_FILES, preflight, probe_interpreter
@@ -361,11 +362,7 @@ def test_cli_prints_the_settings_findings_while_the_interpreter_is_still_probed(
                              "--host-ram-gb", "128", "--method", "lora"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        before = []
-        while not (before and before[-1].startswith("  ... importing transformers")):
-            line = proc.stdout.readline()
-            assert line, "doctor ended before its probe: " + "".join(before) + proc.stderr.read()
-            before.append(line)
+        before = read_until(proc, "  ... importing transformers")
         assert proc.poll() is None and before[0].startswith("doctor: checking the official Kimi-Audio fine-tuning")
         assert any(x.startswith("error   train.save_steps: ") for x in before), before
         release.touch()

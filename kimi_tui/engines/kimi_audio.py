@@ -24,21 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kimi_tui.checkpoints import list_checkpoints
-from kimi_tui.engines import (
-    OFFLINE_ENV,
-    STAGES,
-    Schedule,
-    audio_unchanged,
-    count_lines,
-    evaluated_models,
-    prepare_plan,
-    require_checkpoints,
-    schedule_args,
-    scoring_args,
-    torchrun,
-    train_schedule,
-    trains_on,
-)
+from kimi_tui.engines import (OFFLINE_ENV, STAGES, Schedule, audio_unchanged, count_lines, evaluated_models,
+    prepare_plan, require_checkpoints, schedule_args, scoring_args, torchrun, train_schedule, trains_on)
 from kimi_tui.engines.base import Engine
 from kimi_tui.errors import KimiTuiError
 from kimi_tui.project import Project

@@ -112,3 +112,19 @@ def read_until(proc, prefix: str) -> list[str]:
         assert line, f"the command ended before {prefix!r}: " + "".join(lines) + proc.stderr.read()
         lines.append(line)
     return lines
+
+
+def read_then_release(proc, prefix: str, release, timeout: float = 60.0):
+    """For a command that waits on ``release`` (a file) mid-way: its stdout lines up to the one that
+    starts with ``prefix``, whether it was still running then, and once ``release`` exists, the rest
+    of stdout and stderr. Never leaves the process behind."""
+    try:
+        before = read_until(proc, prefix)
+        running = proc.poll() is None
+        release.touch()
+        rest, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return before, running, rest, err

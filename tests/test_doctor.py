@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import configure, read_until
+from conftest import configure, read_then_release
 
 from kimi_tui.cli import main
 from kimi_tui.engines import kimi_audio_preflight as kp
@@ -138,17 +138,10 @@ sys.exit(main(["doctor", "--project", {str(sample.root)!r}]))
 """
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "0"})
-    try:
-        before = read_until(proc, "  ... importing torch")
-        assert proc.poll() is None and not release.exists()
-        assert before[0].startswith("doctor: checking the whisper engine")
-        assert any(x.startswith("note    train.save_steps: 200 optimizer steps") for x in before), before
-        release.touch()
-        rest, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    before, running, rest, err = read_then_release(proc, "  ... importing torch", release)
+    assert running, "".join(before) + rest + err  # the findings came while the probe still waited
+    assert before[0].startswith("doctor: checking the whisper engine")
+    assert any(x.startswith("note    train.save_steps: 200 optimizer steps") for x in before), before
     assert proc.returncode == 0, "".join(before) + rest + err
     assert "engine.name: " in rest and "never released" not in rest
     assert rest.rstrip().endswith("no errors: the setup looks runnable.")

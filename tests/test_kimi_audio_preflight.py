@@ -14,7 +14,7 @@ from collections import namedtuple
 from pathlib import Path
 
 import pytest
-from conftest import read_until
+from conftest import read_then_release
 
 from kimi_tui.engines import kimi_audio_preflight as kp
 from kimi_tui.engines.kimi_audio_preflight import TOKENIZER_FILES, preflight, probe_interpreter
@@ -361,15 +361,8 @@ def test_cli_prints_the_settings_findings_while_the_interpreter_is_still_probed(
                              "--epochs", "10", "--grad-accum", "4", "--save-steps", "1000", "--gpu-memory-gb", "80",
                              "--host-ram-gb", "128", "--method", "lora"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        before = read_until(proc, "  ... importing transformers")
-        assert proc.poll() is None and before[0].startswith("doctor: checking the official Kimi-Audio fine-tuning")
-        assert any(x.startswith("error   train.save_steps: ") for x in before), before
-        release.touch()
-        rest, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    before, running, rest, err = read_then_release(proc, "  ... importing transformers", release)
+    assert running and before[0].startswith("doctor: checking the official Kimi-Audio fine-tuning"), before
+    assert any(x.startswith("error   train.save_steps: ") for x in before), before
     assert proc.returncode == 1, "".join(before) + rest + err
     assert "deepspeed.stage" in rest and "kimi_audio.transformers" not in rest  # 4.46.3: in range

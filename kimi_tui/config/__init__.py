@@ -26,6 +26,7 @@ from kimi_tui.config.files import load_config, parse_config, render_default_conf
 from kimi_tui.config.form import set_field
 from kimi_tui.config.schema import (
     CONFIG_FILENAME,
+    TABLE_HELP,
     DataSection,
     DeepSpeedSection,
     EngineSection,
@@ -41,6 +42,7 @@ from kimi_tui.config.toml_values import format_float
 
 __all__ = [
     "CONFIG_FILENAME",
+    "TABLE_HELP",
     "ProjectSection",
     "DataSection",
     "EngineSection",

@@ -13,7 +13,7 @@ from typing import Any
 from kimi_tui.errors import ConfigError
 from kimi_tui.fsutil import atomic_write_text
 from kimi_tui.config.locator import _LineIndex
-from kimi_tui.config.schema import CONFIG_FILENAME, ProjectConfig, _TABLE_HELP, _tables
+from kimi_tui.config.schema import CONFIG_FILENAME, ProjectConfig, TABLE_HELP, _tables
 from kimi_tui.config.toml_values import _fmt_value
 from kimi_tui.config.wording import _prefix, _validate
 
@@ -81,7 +81,7 @@ def render_default_config(config: ProjectConfig | None = None) -> str:
     for table, section_cls in _tables().items():
         section = getattr(config, table)
         out.append("")
-        for help_line in _TABLE_HELP.get(table, "").splitlines():
+        for help_line in TABLE_HELP.get(table, "").splitlines():
             out.append(f"# {help_line}")
         out.append(f"[{table}]")
         for key, info in section_cls.model_fields.items():

@@ -308,7 +308,7 @@ class ProjectConfig(BaseModel):
         return resolve_path(project_dir, value)
 
 
-_TABLE_HELP: dict[str, str] = {
+TABLE_HELP: dict[str, str] = {
     "project": "About this project.",
     "data": "Where the transcripts and audio are. Per split, give either a CSV + audio folder\n"
     "or a Kimi-format JSONL. Relative paths are relative to the folder holding this file.",

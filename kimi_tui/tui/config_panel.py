@@ -44,7 +44,7 @@ from textual.widgets import ContentSwitcher, Input, Label, OptionList, Select, S
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
-from kimi_tui.config import ProjectConfig, format_float, load_config, save_config, set_field
+from kimi_tui.config import TABLE_HELP, ProjectConfig, format_float, load_config, save_config, set_field
 from kimi_tui.engines import engine_names, get_engine, stages_of
 from kimi_tui.errors import ConfigError, KimiTuiError
 from kimi_tui.lint import Lint, lint_project
@@ -65,9 +65,7 @@ def _sections() -> list[tuple[str, Any]]:
 
 
 def _table_help(table: str) -> str:
-    from kimi_tui import config as config_module
-
-    text = " ".join(getattr(config_module, "_TABLE_HELP", {}).get(table, "").split())
+    text = " ".join(TABLE_HELP.get(table, "").split())
     return text.split(". ")[0].rstrip(".") + "." if text else ""
 
 

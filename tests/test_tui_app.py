@@ -137,3 +137,19 @@ async def test_a_worker_result_that_arrives_as_the_app_quits_is_dropped_not_rais
     await panel.on_deliver(Deliver(shown.append, "after the quit"))
     await gpus.on_deliver(Deliver(gpus._show_read, GpuSnapshot(False, "no driver"), {}))  # a widget's worker too
     assert shown == ["while the app runs"]
+
+
+async def test_quitting_while_a_panel_is_being_built_raises_nothing(tmp_path: Path) -> None:
+    """The app stops (q in the first second, or a test's end) while the Config panel is mounting:
+    Textual's shutdown must not prune it mid-mount (its Select then found its own label gone)."""
+    import asyncio
+
+    root = init_project(tmp_path / "p", sample=True).root
+    for _ in range(3):  # the mount is caught at a few different points
+        app = KimiTuiApp(root)
+        async with app.run_test(size=(80, 24)) as pilot:
+            while not isinstance(app.screen, WorkbenchScreen):
+                await pilot.pause(0.01)
+            building = asyncio.create_task(app.screen.mount_panel("config"))
+            await asyncio.sleep(0)
+        assert building.done()  # shutdown waited for it; run_test re-raised nothing

@@ -92,6 +92,7 @@ class WorkbenchScreen(Screen):
         super().__init__()
         self.project = project
         self._mount_lock = asyncio.Lock()
+        self._closing_down = False
 
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="tab-dataset", id="panels"):
@@ -111,8 +112,21 @@ class WorkbenchScreen(Screen):
 
     async def _build_panels(self) -> None:
         for panel_id in PANEL_ORDER:
+            if self._closing_down:
+                return
             await self.mount_panel(panel_id)
             await asyncio.sleep(0.01)  # let keys and paints through between panels
+
+    async def finish_building(self, timeout: float = 10.0) -> None:
+        """Before the app stops: build no further panel and let a mount in flight end. A widget
+        pruned while it is still mounting can find its own children gone (Textual's Select queries
+        its label in on_mount): a quit in the first second ended in a traceback."""
+        self._closing_down = True
+        try:
+            await asyncio.wait_for(self._mount_lock.acquire(), timeout)
+        except TimeoutError:
+            return
+        self._mount_lock.release()
 
     async def mount_panel(self, panel_id: str) -> Panel:
         """The panel, built now if it was not yet. Mounts happen one at a time: a widget
@@ -196,6 +210,14 @@ class KimiTuiApp(App):
         super().__init__()
         self.root = (root or Path.cwd()).expanduser().resolve()
         self.project: Project | None = None
+
+    async def _shutdown(self) -> None:
+        # Textual's own shutdown (every way the app stops: q, Ctrl+C, a test's run_test) prunes
+        # every widget; a panel still being built then is pruned mid-mount. Let that mount end first.
+        for screen in list(self.screen_stack):
+            if isinstance(screen, WorkbenchScreen):
+                await screen.finish_building()
+        await super()._shutdown()
 
     def compose(self) -> ComposeResult:
         yield Static(f"kimi-tui: opening {self.root} …", id="opening")
